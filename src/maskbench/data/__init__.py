@@ -1,0 +1,29 @@
+"""Text in, token shards out: the synthetic language, readers, tokenizers, shards, batches, GLUE tasks.
+
+Names are imported lazily so `import maskbench.data` (and `maskbench --help`) stays fast; each lives in
+the submodule named below.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "SPECIAL_TOKENS": "tokenizer", "SpecialIds": "tokenizer", "train_tokenizer": "tokenizer",
+    "load_tokenizer": "tokenizer", "save_tokenizer": "tokenizer", "special_ids": "tokenizer",
+    "tokenizer_hash": "tokenizer",
+    "PrepareConfig": "shards", "prepare": "shards", "Shards": "shards", "SplitArrays": "shards",
+    "PretrainBatches": "loader",
+    "iter_documents": "sources", "resolve_inputs": "sources",
+    "generate_corpus": "synth", "write_tasks": "synth", "word_class_sentences": "synth", "CLASS_NAMES": "synth",
+    "load_task": "glue", "Task": "glue", "Examples": "glue", "GLUE_TASKS": "glue",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        module = importlib.import_module(f".{_EXPORTS[name]}", __name__)
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
