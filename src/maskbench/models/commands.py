@@ -1,0 +1,105 @@
+"""CLI of the models stage: `model list`, `model params NAME…`, `export --to hf`, `import --from HF_DIR`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    model = subparsers.add_parser("model", help="named model sizes and their parameter counts")
+    model_sub = model.add_subparsers(dest="model_command", metavar="WHAT")
+    model_sub.required = True
+    listing = model_sub.add_parser("list", help="every named size with layers, widths, heads and parameters")
+    listing.add_argument("--vocab-size", type=int, default=None,
+                         help="count with this vocabulary (default: each size's own, 30522 / 30000 / 32128)")
+    listing.set_defaults(func=_list)
+    params = model_sub.add_parser("params", help="parameter counts of named sizes or model folders")
+    params.add_argument("names", nargs="+", metavar="NAME", help="a named size (see `model list`) or a model folder")
+    params.add_argument("--vocab-size", type=int, default=None, help="count with this vocabulary size")
+    params.set_defaults(func=_params)
+
+    export = subparsers.add_parser("export", help="write a model as a Hugging Face transformers folder")
+    export.add_argument("--checkpoint", required=True, metavar="RUN",
+                        help="a model folder or a pretraining run (its final model or newest checkpoint)")
+    export.add_argument("--to", choices=["hf"], default="hf", help="target format (hf: transformers)")
+    export.add_argument("--out", required=True, metavar="DIR", help="output folder (replaced atomically)")
+    export.set_defaults(func=_export)
+
+    imp = subparsers.add_parser("import", help="read a Hugging Face BERT/ALBERT/T5 folder into a maskbench model")
+    imp.add_argument("--from", dest="source", required=True, metavar="HF_DIR", help="a transformers model folder")
+    imp.add_argument("--out", required=True, metavar="RUN", help="output model folder (replaced atomically)")
+    imp.set_defaults(func=_import)
+
+
+def _millions(n: int) -> str:
+    return f"{n / 1e6:,.1f}M"
+
+
+def format_table(rows: list[dict]) -> str:
+    """A markdown table of `describe_size` rows."""
+    header = ["name", "kind", "layers", "H", "E", "heads", "vocab", "parameters", "non-embedding", "without pooler",
+              "exact"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        cells = [r["name"], r["kind"], r["layers"], r["hidden"], r["embedding"], r["heads"], f"{r['vocab']:,}",
+                 _millions(r["parameters"]), _millions(r["non_embedding"]), _millions(r["without_pooler"]),
+                 f"{r['parameters']:,}"]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def _row(name: str, vocab_size: int | None) -> dict:
+    from ..config import from_dict
+    from ..errors import ConfigError
+    from .checkpoint import model_config_json
+    from .encoder import EncoderConfig
+    from .encoder_decoder import EncoderDecoderConfig
+    from .sizes import NAMED_SIZES, describe_size, named_config
+
+    if name in NAMED_SIZES or not Path(name).exists():
+        config = named_config(name, vocab_size=vocab_size)
+    else:
+        meta = model_config_json(name)
+        if "architecture" not in meta:
+            from .hf import import_hf_state
+
+            from .checkpoint import resolve_model_dir
+
+            arch, cfg, _, _ = import_hf_state(resolve_model_dir(name))
+            meta = {"architecture": arch, "config": cfg}
+        cls = EncoderDecoderConfig if meta["architecture"] == "EncoderDecoderModel" else EncoderConfig
+        try:
+            config = from_dict(cls, {**meta["config"], **({"vocab_size": vocab_size} if vocab_size else {})})
+        except ConfigError as e:
+            raise ConfigError(f"{name}: {e}") from None
+    return describe_size(name, config)
+
+
+def _list(args: argparse.Namespace) -> int:
+    from .sizes import NAMED_SIZES
+
+    print(format_table([_row(name, args.vocab_size) for name in NAMED_SIZES]))
+    return 0
+
+
+def _params(args: argparse.Namespace) -> int:
+    print(format_table([_row(name, args.vocab_size) for name in args.names]))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .hf import export_hf
+
+    out = export_hf(args.checkpoint, args.out)
+    print(f"exported {args.checkpoint} → {out} (load it with transformers' from_pretrained)", file=sys.stderr)
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from .hf import import_to_folder
+
+    out = import_to_folder(args.source, args.out)
+    print(f"imported {args.source} → {out} (a maskbench model folder)", file=sys.stderr)
+    return 0

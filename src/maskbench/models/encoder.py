@@ -1,0 +1,260 @@
+"""BERT and ALBERT as one configurable post-LN Transformer encoder.
+
+ALBERT differs from BERT in two switches, so one model serves both studies:
+- `embedding_size` E: tokens are embedded in E dimensions and projected to H (V·E + E·H parameters
+  instead of V·H). `None` means no projection (BERT); an explicit E adds the projection even when
+  E == H, as ALBERT does.
+- `share`: cross-layer parameter sharing. "all" reuses one layer, "attention" / "ffn" share only that
+  block. Shared blocks are stored once (one module, one tensor), so counts, optimizers and checkpoints
+  see each parameter exactly once.
+
+The attention runs through `scaled_dot_product_attention` unless probabilities or queries/keys are
+requested (inspection); then an explicit path computes the same thing and returns them.
+Q, K and V come from one fused projection (`qkv`, [3H, H]): one matmul instead of three is faster on
+CPU; `hf.py` splits it into Hugging Face's `query`/`key`/`value` names.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import check_choice, check_range
+from ..errors import ConfigError
+
+ACTIVATIONS = ("gelu", "gelu_new", "relu", "silu")
+SHARE_MODES = ("none", "all", "attention", "ffn")
+
+
+@dataclass
+class EncoderConfig:
+    """Shape and regularisation of a BERT/ALBERT encoder (defaults: BERT-base)."""
+
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_layers: int = 12
+    num_heads: int = 12
+    intermediate_size: int = 3072
+    embedding_size: int | None = None
+    share: str = "none"
+    max_positions: int = 512
+    type_vocab_size: int = 2
+    dropout: float = 0.1
+    attention_dropout: float = 0.1
+    activation: str = "gelu"
+    layer_norm_eps: float = 1e-12
+    pad_id: int = 0
+    initializer_range: float = 0.02
+
+    def __post_init__(self):
+        check_range("vocab_size", self.vocab_size, 1)
+        check_range("hidden_size", self.hidden_size, 1)
+        check_range("num_layers", self.num_layers, 1)
+        check_range("num_heads", self.num_heads, 1)
+        check_range("intermediate_size", self.intermediate_size, 1)
+        check_range("embedding_size", self.embedding_size, 1)
+        check_choice("share", self.share, SHARE_MODES)
+        check_range("max_positions", self.max_positions, 1)
+        check_range("type_vocab_size", self.type_vocab_size, 0)
+        check_range("dropout", self.dropout, 0, 1, high_open=True)
+        check_range("attention_dropout", self.attention_dropout, 0, 1, high_open=True)
+        check_choice("activation", self.activation, ACTIVATIONS)
+        check_range("layer_norm_eps", self.layer_norm_eps, 0, low_open=True)
+        check_range("pad_id", self.pad_id, 0, self.vocab_size - 1)
+        check_range("initializer_range", self.initializer_range, 0, low_open=True)
+        if self.hidden_size % self.num_heads:
+            raise ConfigError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}",
+                              "num_heads")
+
+    @property
+    def embed_dim(self) -> int:
+        """E: the width of the token embedding (H when not factorized)."""
+        return self.embedding_size or self.hidden_size
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+
+def activation_fn(name: str):
+    if name == "gelu":
+        return F.gelu
+    if name == "gelu_new":
+        return lambda x: F.gelu(x, approximate="tanh")
+    if name == "relu":
+        return F.relu
+    return F.silu
+
+
+class EncoderOutput(NamedTuple):
+    """What `EncoderModel.forward` returns; the optional fields are None unless requested.
+
+    `queries`/`keys` are per-head projections [B, heads, L, d] *before* the 1/sqrt(d) scaling.
+    """
+
+    last_hidden_state: torch.Tensor
+    pooled: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+    queries: tuple[torch.Tensor, ...] | None = None
+    keys: tuple[torch.Tensor, ...] | None = None
+
+
+class Embeddings(nn.Module):
+    """Word + position + token-type embeddings (width E), LayerNorm, dropout, optional E→H projection."""
+
+    def __init__(self, config: EncoderConfig):
+        super().__init__()
+        e = config.embed_dim
+        self.word_embeddings = nn.Embedding(config.vocab_size, e, padding_idx=config.pad_id)
+        self.position_embeddings = nn.Embedding(config.max_positions, e)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, e) if config.type_vocab_size else None
+        self.LayerNorm = nn.LayerNorm(e, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.dropout)
+        self.projection = nn.Linear(e, config.hidden_size) if config.embedding_size is not None else None
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None) -> torch.Tensor:
+        length = input_ids.shape[1]
+        x = self.word_embeddings(input_ids) + self.position_embeddings.weight[:length]
+        if self.token_type_embeddings is not None:
+            if token_type_ids is None:
+                x = x + self.token_type_embeddings.weight[0]
+            else:
+                x = x + self.token_type_embeddings(token_type_ids)
+        x = self.dropout(self.LayerNorm(x))
+        if self.projection is not None:
+            x = self.projection(x)
+        return x
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with a fused QKV projection, output projection, residual and LayerNorm."""
+
+    def __init__(self, config: EncoderConfig):
+        super().__init__()
+        h = config.hidden_size
+        self.num_heads = config.num_heads
+        self.head_dim = config.head_dim
+        self.qkv = nn.Linear(h, 3 * h)
+        self.output = nn.Linear(h, h)
+        self.LayerNorm = nn.LayerNorm(h, eps=config.layer_norm_eps)
+        self.attention_dropout = config.attention_dropout
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, explicit: bool = False):
+        """`mask`: bool [B, 1, 1, L] (True = attend) or None. Returns (output, probs, q, k)."""
+        b, length, h = x.shape
+        qkv = self.qkv(x).view(b, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        drop = self.attention_dropout if self.training else 0.0
+        probs = None
+        if explicit:
+            scores = torch.matmul(q, k.transpose(-1, -2)) * (1.0 / math.sqrt(self.head_dim))
+            if mask is not None:
+                scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+            probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
+            context = torch.matmul(F.dropout(probs, drop, self.training), v)
+        else:
+            context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
+        context = context.transpose(1, 2).reshape(b, length, h)
+        out = self.LayerNorm(x + self.dropout(self.output(context)))
+        return out, probs, q, k
+
+
+class FeedForward(nn.Module):
+    """Position-wise H→I→H feed-forward with residual and LayerNorm."""
+
+    def __init__(self, config: EncoderConfig):
+        super().__init__()
+        self.intermediate = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.output = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.dropout)
+        self.act = activation_fn(config.activation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(x + self.dropout(self.output(self.act(self.intermediate(x)))))
+
+
+def init_weights(module: nn.Module, std: float, generator: torch.Generator | None = None) -> None:
+    """BERT's initialisation: N(0, std) weights, zero biases, unit LayerNorms, zero padding row."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0.0, std, generator=generator)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, 0.0, std, generator=generator)
+            if m.padding_idx is not None:
+                with torch.no_grad():
+                    m.weight[m.padding_idx].zero_()
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def padding_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
+    """[B, L] 1/0 mask → bool [B, 1, 1, L], or None when nothing is padded (the fastest SDPA path)."""
+    if attention_mask is None:
+        return None
+    keep = attention_mask.bool()
+    if bool(keep.all()):
+        return None
+    return keep[:, None, None, :]
+
+
+class EncoderModel(nn.Module):
+    """The encoder: embeddings, L post-LN layers (with optional cross-layer sharing) and the [CLS] pooler."""
+
+    def __init__(self, config: EncoderConfig, generator: torch.Generator | None = None):
+        super().__init__()
+        self.config = config
+        self.embeddings = Embeddings(config)
+        n_attention = 1 if config.share in ("all", "attention") else config.num_layers
+        n_ffn = 1 if config.share in ("all", "ffn") else config.num_layers
+        self.attention = nn.ModuleList(SelfAttention(config) for _ in range(n_attention))
+        self.ffn = nn.ModuleList(FeedForward(config) for _ in range(n_ffn))
+        self.pooler = nn.Linear(config.hidden_size, config.hidden_size)
+        init_weights(self, config.initializer_range, generator)
+
+    def layer_blocks(self, index: int) -> tuple[SelfAttention, FeedForward]:
+        """The (attention, feed-forward) pair layer `index` runs; shared blocks repeat."""
+        return self.attention[index % len(self.attention)], self.ffn[index % len(self.ffn)]
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None, output_hidden_states: bool = False,
+                output_attentions: bool = False, output_qk: bool = False) -> EncoderOutput:
+        if input_ids.shape[1] > self.config.max_positions:
+            raise ConfigError(f"sequence length {input_ids.shape[1]} exceeds max_positions "
+                              f"{self.config.max_positions}; shorten the input or build a larger model",
+                              "max_positions")
+        mask = padding_mask(attention_mask)
+        explicit = output_attentions or output_qk
+        x = self.embeddings(input_ids, token_type_ids)
+        hidden = [x] if output_hidden_states else None
+        attentions, queries, keys = [], [], []
+        for i in range(self.config.num_layers):
+            attention, ffn = self.layer_blocks(i)
+            x, probs, q, k = attention(x, mask, explicit)
+            x = ffn(x)
+            if output_attentions:
+                attentions.append(probs)
+            if output_qk:
+                queries.append(q)
+                keys.append(k)
+            if hidden is not None:
+                hidden.append(x)
+        pooled = torch.tanh(self.pooler(x[:, 0]))
+        return EncoderOutput(
+            last_hidden_state=x,
+            pooled=pooled,
+            hidden_states=tuple(hidden) if hidden is not None else None,
+            attentions=tuple(attentions) if output_attentions else None,
+            queries=tuple(queries) if output_qk else None,
+            keys=tuple(keys) if output_qk else None,
+        )

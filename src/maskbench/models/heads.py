@@ -1,0 +1,132 @@
+"""Heads on the encoder: sparse MLM, NSP/SOP, sequence classification/regression; and the task models.
+
+The MLM head is *sparse*: only rows whose label is not -100 are gathered before the transform and the
+tied V-wide decoder, so at 15% masking ~85% of the largest matmul (and its gradient) is never computed.
+The logits on the labelled rows are identical to those of the usual dense head.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import check_choice, check_range
+from .encoder import EncoderConfig, EncoderModel, activation_fn, init_weights
+
+IGNORE_INDEX = -100
+SENTENCE_TASKS = (None, "nsp", "sop")
+
+
+class MLMHead(nn.Module):
+    """Transform (H→E, activation, LayerNorm) then the decoder tied to the word embeddings (E→V) + bias."""
+
+    def __init__(self, config: EncoderConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.embed_dim)
+        self.LayerNorm = nn.LayerNorm(config.embed_dim, eps=config.layer_norm_eps)
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+        self.act = activation_fn(config.activation)
+
+    def forward(self, hidden: torch.Tensor, word_embeddings: torch.Tensor) -> torch.Tensor:
+        """Logits for the given rows of hidden states (any leading shape)."""
+        x = self.LayerNorm(self.act(self.dense(hidden)))
+        return F.linear(x, word_embeddings, self.bias)
+
+
+def sparse_rows(hidden: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The hidden rows [N, H] and labels [N] at positions where labels != -100."""
+    flat_labels = labels.reshape(-1)
+    index = (flat_labels != IGNORE_INDEX).nonzero().squeeze(1)
+    rows = hidden.reshape(-1, hidden.shape[-1]).index_select(0, index)
+    return rows, flat_labels.index_select(0, index)
+
+
+def _loss_and_counts(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Mean cross-entropy (0 with a live graph when there is nothing to predict), #correct, #predicted."""
+    count = torch.tensor(targets.numel(), dtype=torch.long, device=targets.device)
+    if targets.numel() == 0:
+        return logits.float().sum() * 0.0, count.clone(), count
+    loss = F.cross_entropy(logits.float(), targets)
+    correct = (logits.detach().argmax(-1) == targets).sum()
+    return loss, correct, count
+
+
+class EncoderForPretraining(nn.Module):
+    """Encoder + sparse MLM head (+ NSP or SOP head on the pooled [CLS]); `forward(**batch)` gives the loss."""
+
+    def __init__(self, config: EncoderConfig, sentence_task: str | None = None,
+                 generator: torch.Generator | None = None):
+        super().__init__()
+        check_choice("sentence_task", sentence_task, SENTENCE_TASKS)
+        self.config = config
+        self.sentence_task = sentence_task
+        self.encoder = EncoderModel(config, generator)
+        self.mlm = MLMHead(config)
+        self.sentence = nn.Linear(config.hidden_size, 2) if sentence_task else None
+        self.sentence_dropout = nn.Dropout(config.dropout)
+        init_weights(self.mlm, config.initializer_range, generator)
+        if self.sentence is not None:
+            init_weights(self.sentence, config.initializer_range, generator)
+
+    def mlm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Dense logits for every position (evaluation and tests; training uses the sparse path)."""
+        return self.mlm(hidden, self.encoder.embeddings.word_embeddings.weight)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                sentence_label: torch.Tensor | None = None, **unused) -> dict:
+        """Batch keys in, `loss` + MLM (and sentence) loss/correct/count out. Unknown keys are ignored."""
+        out = self.encoder(input_ids, attention_mask, token_type_ids)
+        result = {}
+        loss = None
+        if labels is not None:
+            rows, targets = sparse_rows(out.last_hidden_state, labels)
+            logits = self.mlm(rows, self.encoder.embeddings.word_embeddings.weight)
+            mlm_loss, correct, count = _loss_and_counts(logits, targets)
+            result.update(mlm_loss=mlm_loss, mlm_correct=correct, mlm_count=count)
+            loss = mlm_loss
+        if self.sentence is not None:
+            sentence_logits = self.sentence(self.sentence_dropout(out.pooled))
+            result["sentence_logits"] = sentence_logits
+            if sentence_label is not None:
+                s_loss, s_correct, s_count = _loss_and_counts(sentence_logits, sentence_label.reshape(-1))
+                result.update(sentence_loss=s_loss, sentence_correct=s_correct, sentence_count=s_count)
+                loss = s_loss if loss is None else loss + s_loss
+        if loss is not None:
+            result["loss"] = loss
+        return result
+
+
+class EncoderForSequenceClassification(nn.Module):
+    """Encoder + dropout + linear classifier on the pooled [CLS]; num_labels = 1 is regression (MSE)."""
+
+    def __init__(self, config: EncoderConfig, num_labels: int, generator: torch.Generator | None = None):
+        super().__init__()
+        check_range("num_labels", num_labels, 1)
+        self.config = config
+        self.num_labels = num_labels
+        self.encoder = EncoderModel(config, generator)
+        self.dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Linear(config.hidden_size, num_labels)
+        init_weights(self.classifier, config.initializer_range, generator)
+
+    @classmethod
+    def from_pretrained(cls, path, num_labels: int, seed: int = 0) -> "EncoderForSequenceClassification":
+        """Encoder weights from a model/run/Hugging Face folder; a new classifier initialised from `seed`."""
+        from .checkpoint import load_model
+
+        return load_model(path, head="classification", num_labels=num_labels, seed=seed)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+                **unused) -> dict:
+        out = self.encoder(input_ids, attention_mask, token_type_ids)
+        logits = self.classifier(self.dropout(out.pooled))
+        result = {"logits": logits}
+        if labels is not None:
+            if self.num_labels == 1:
+                result["loss"] = F.mse_loss(logits.float().squeeze(-1), labels.float())
+            else:
+                result["loss"] = F.cross_entropy(logits.float(), labels.long())
+        return result

@@ -1,0 +1,388 @@
+"""Import from and export to Hugging Face `transformers` folders (BERT, ALBERT, T5).
+
+Both directions go through a real `transformers` model built from the folder's config, so HF's own
+conventions (tied weights, old `gamma`/`beta` names, sharded or `.bin` weights loaded with
+`weights_only`) are handled by HF itself, and every HF weight is accounted for: an export that leaves an
+HF weight unset, or an import that finds a weight it cannot place, is an error, never a silent drop.
+
+Mapping: our encoder stores Q/K/V fused (`attention.i.qkv`, [3H, H]); HF has `query`/`key`/`value`.
+Non-factorized, unshared encoders are BERT; the rest are ALBERT (`num_hidden_groups` = 1 for
+share="all", = L for share="none"; ALBERT always has the E→H projection, so a non-factorized shared
+encoder exports with an identity projection). ALBERT cannot express sharing only the attention or only
+the feed-forward blocks: such models are refused. The T5 module names already equal HF's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+from ..errors import CheckpointError
+from ..io import atomic_dir, read_json, write_json
+from .checkpoint import CONFIG, load_model, resolve_model_dir, save_model
+
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")
+_HF_ARCHITECTURES = {
+    "bert": ("BertForPreTraining", "BertForMaskedLM", "BertForSequenceClassification", "BertModel"),
+    "albert": ("AlbertForPreTraining", "AlbertForMaskedLM", "AlbertForSequenceClassification", "AlbertModel"),
+    "t5": ("T5ForConditionalGeneration",),
+}
+_ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_new", "relu": "relu", "silu": "silu", "gelu_pytorch_tanh": "gelu_new",
+                "gelu_fast": "gelu_new", "swish": "silu"}
+
+
+def _transformers():
+    try:
+        import transformers
+    except ImportError:  # pragma: no cover - the `hf` extra
+        raise CheckpointError("Hugging Face interop needs `transformers`: pip install 'maskbench[hf]'") from None
+    transformers.logging.set_verbosity_error()
+    return transformers
+
+
+# ----------------------------------------------------------------------------------------------- names
+def _encoder_pairs(kind: str, num_layers: int, n_attention: int, n_ffn: int, factorized: bool):
+    """(ours, HF) name pairs for the encoder body; qkv pairs list the three HF names."""
+    base = "bert" if kind == "bert" else "albert"
+    pairs = []
+    for name in ("word_embeddings", "position_embeddings", "token_type_embeddings"):
+        pairs.append((f"embeddings.{name}.weight", f"{base}.embeddings.{name}.weight"))
+    for p in ("weight", "bias"):
+        pairs.append((f"embeddings.LayerNorm.{p}", f"{base}.embeddings.LayerNorm.{p}"))
+    if kind == "albert" and factorized:
+        for p in ("weight", "bias"):
+            pairs.append((f"embeddings.projection.{p}", f"albert.encoder.embedding_hidden_mapping_in.{p}"))
+    for p in ("weight", "bias"):
+        for i in range(n_attention):
+            if kind == "bert":
+                hf = f"bert.encoder.layer.{i}.attention"
+                qkv = tuple(f"{hf}.self.{n}.{p}" for n in ("query", "key", "value"))
+                pairs += [(f"attention.{i}.qkv.{p}", qkv), (f"attention.{i}.output.{p}", f"{hf}.output.dense.{p}"),
+                          (f"attention.{i}.LayerNorm.{p}", f"{hf}.output.LayerNorm.{p}")]
+            else:
+                hf = f"albert.encoder.albert_layer_groups.{i}.albert_layers.0.attention"
+                qkv = tuple(f"{hf}.{n}.{p}" for n in ("query", "key", "value"))
+                pairs += [(f"attention.{i}.qkv.{p}", qkv), (f"attention.{i}.output.{p}", f"{hf}.dense.{p}"),
+                          (f"attention.{i}.LayerNorm.{p}", f"{hf}.LayerNorm.{p}")]
+        for i in range(n_ffn):
+            if kind == "bert":
+                hf = f"bert.encoder.layer.{i}"
+                pairs += [(f"ffn.{i}.intermediate.{p}", f"{hf}.intermediate.dense.{p}"),
+                          (f"ffn.{i}.output.{p}", f"{hf}.output.dense.{p}"),
+                          (f"ffn.{i}.LayerNorm.{p}", f"{hf}.output.LayerNorm.{p}")]
+            else:
+                hf = f"albert.encoder.albert_layer_groups.{i}.albert_layers.0"
+                pairs += [(f"ffn.{i}.intermediate.{p}", f"{hf}.ffn.{p}"), (f"ffn.{i}.output.{p}", f"{hf}.ffn_output.{p}"),
+                          (f"ffn.{i}.LayerNorm.{p}", f"{hf}.full_layer_layer_norm.{p}")]
+        pairs.append((f"pooler.{p}", "bert.pooler.dense." + p if kind == "bert" else f"albert.pooler.{p}"))
+    return pairs
+
+
+def _head_pairs(kind: str, head: str | None):
+    pairs = []
+    for p in ("weight", "bias"):
+        if head == "pretraining":
+            mlm = "cls.predictions.transform" if kind == "bert" else "predictions"
+            pairs += [(f"mlm.dense.{p}", f"{mlm}.dense.{p}"), (f"mlm.LayerNorm.{p}", f"{mlm}.LayerNorm.{p}")]
+        if head == "sentence":
+            pairs.append((f"sentence.{p}", "cls.seq_relationship." + p if kind == "bert" else f"sop_classifier.classifier.{p}"))
+        if head == "classification":
+            pairs.append((f"classifier.{p}", f"classifier.{p}"))
+    if head == "pretraining":
+        pairs.append(("mlm.bias", "cls.predictions.bias" if kind == "bert" else "predictions.bias"))
+    return pairs
+
+
+def _tied(name: str) -> bool:
+    """HF weights that are tied to another weight (filled by HF itself)."""
+    return (name.endswith("predictions.decoder.weight") or name.endswith("predictions.decoder.bias")
+            or name.endswith("embed_tokens.weight") or name == "lm_head.weight")
+
+
+# ----------------------------------------------------------------------------------------------- import
+def _build_hf(directory: Path):
+    transformers = _transformers()
+    meta = read_json(directory / CONFIG)
+    kind = meta.get("model_type")
+    if kind not in _HF_ARCHITECTURES:
+        raise CheckpointError(f"{directory}: model_type '{kind}' is not supported; maskbench imports bert, albert and t5")
+    names = [a for a in meta.get("architectures") or [] if a in _HF_ARCHITECTURES[kind]]
+    arch = names[0] if names else _HF_ARCHITECTURES[kind][-1]
+    try:
+        model = getattr(transformers, arch).from_pretrained(str(directory), dtype=torch.float32)
+    except Exception as e:  # HF raises OSError/ValueError/RuntimeError for bad folders
+        raise CheckpointError(f"{directory}: transformers cannot load it as {arch} ({str(e).splitlines()[0]})") from None
+    return kind, arch, model
+
+
+def import_hf_state(directory: str | os.PathLike):
+    """(architecture, config dict, head, state dict) in maskbench terms for a Hugging Face folder."""
+    directory = Path(directory)
+    kind, arch, hf_model = _build_hf(directory)
+    hf_state = hf_model.state_dict()
+    c = hf_model.config
+    if kind == "t5":
+        return _import_t5(c, hf_state)
+    from .encoder import EncoderConfig
+
+    if kind == "albert":
+        if c.inner_group_num != 1:
+            raise CheckpointError(f"{directory}: ALBERT with inner_group_num={c.inner_group_num} has no maskbench equivalent")
+        if c.num_hidden_groups == 1:
+            share = "all"
+        elif c.num_hidden_groups == c.num_hidden_layers:
+            share = "none"
+        else:
+            raise CheckpointError(f"{directory}: ALBERT with {c.num_hidden_groups} groups for {c.num_hidden_layers} "
+                                  "layers has no maskbench equivalent (supported: 1 group or one per layer)")
+        embedding_size, dropout = c.embedding_size, c.hidden_dropout_prob
+    else:
+        share, embedding_size, dropout = "none", None, c.hidden_dropout_prob
+    if getattr(c, "position_embedding_type", "absolute") not in (None, "absolute"):
+        raise CheckpointError(f"{directory}: position_embedding_type '{c.position_embedding_type}' is not supported")
+    if c.hidden_act not in _ACTIVATIONS:
+        raise CheckpointError(f"{directory}: activation '{c.hidden_act}' is not supported")
+    config = EncoderConfig(
+        vocab_size=c.vocab_size, hidden_size=c.hidden_size, num_layers=c.num_hidden_layers,
+        num_heads=c.num_attention_heads, intermediate_size=c.intermediate_size, embedding_size=embedding_size,
+        share=share, max_positions=c.max_position_embeddings, type_vocab_size=c.type_vocab_size, dropout=dropout,
+        attention_dropout=c.attention_probs_dropout_prob, activation=_ACTIVATIONS[c.hidden_act],
+        layer_norm_eps=c.layer_norm_eps, pad_id=c.pad_token_id if c.pad_token_id is not None else 0,
+        initializer_range=c.initializer_range)
+    n_attention = 1 if share == "all" else config.num_layers
+    pairs = _encoder_pairs(kind, config.num_layers, n_attention, n_attention, embedding_size is not None)
+    if arch.endswith("ForPreTraining"):
+        head_info = {"type": "pretraining", "sentence_task": "nsp" if kind == "bert" else "sop"}
+        prefix = "encoder."
+        pairs_head = _head_pairs(kind, "pretraining") + _head_pairs(kind, "sentence")
+        architecture = "EncoderForPretraining"
+    elif arch.endswith("ForMaskedLM"):
+        head_info, prefix = {"type": "pretraining", "sentence_task": None}, "encoder."
+        pairs_head = _head_pairs(kind, "pretraining")
+        architecture = "EncoderForPretraining"
+    elif arch.endswith("ForSequenceClassification"):
+        head_info, prefix = {"type": "classification", "num_labels": c.num_labels}, "encoder."
+        pairs_head = _head_pairs(kind, "classification")
+        architecture = "EncoderForSequenceClassification"
+    else:
+        head_info, prefix, pairs_head, architecture = None, "", [], "EncoderModel"
+    if arch == "BertModel" or arch == "AlbertModel":  # HF bare models have no "bert."/"albert." prefix
+        hf_state = {f"{kind}.{k}": v for k, v in hf_state.items()}
+    state = {}
+    used = set()
+    for ours, theirs in pairs:
+        state[prefix + ours] = _take(hf_state, theirs, used, directory, ours)
+    for ours, theirs in pairs_head:
+        state[ours] = _take(hf_state, theirs, used, directory, ours)
+    _check_used(hf_state, used, directory)
+    _fill_missing_pooler(state, prefix, config)
+    return architecture, dataclasses.asdict(config), head_info, state
+
+
+def _take(hf_state, theirs, used, directory, ours):
+    names = theirs if isinstance(theirs, tuple) else (theirs,)
+    for name in names:
+        if name not in hf_state:
+            if name.endswith("pooler.weight") or name.endswith("pooler.bias") or ".pooler.dense." in name:
+                return None  # filled below by _fill_missing_pooler
+            raise CheckpointError(f"{directory}: Hugging Face weight '{name}' (for '{ours}') is missing")
+        used.add(name)
+    tensors = [hf_state[n].detach().to(torch.float32).contiguous() for n in names]
+    return torch.cat(tensors, 0) if len(tensors) > 1 else tensors[0]
+
+
+def _fill_missing_pooler(state, prefix, config) -> None:
+    """HF masked-LM models carry no pooler; ours always has one: initialise it as BERT would (seed 0)."""
+    if state.get(prefix + "pooler.weight") is None:
+        generator = torch.Generator().manual_seed(0)
+        h = config.hidden_size
+        state[prefix + "pooler.weight"] = torch.randn(h, h, generator=generator) * config.initializer_range
+        state[prefix + "pooler.bias"] = torch.zeros(h)
+
+
+def _check_used(hf_state, used, directory):
+    for name in hf_state:
+        if name not in used and not _tied(name):
+            raise CheckpointError(f"{directory}: Hugging Face weight '{name}' has no place in the maskbench model")
+
+
+def _import_t5(c, hf_state):
+    from .encoder_decoder import EncoderDecoderConfig
+
+    ff = getattr(c, "feed_forward_proj", "relu")
+    # transformers 5 separates "scale the decoder output by d_model**-0.5" (T5 v1.0) from weight tying;
+    # maskbench ties exactly when it scales, so an untied-but-scaled model has no equivalent.
+    scale = bool(getattr(c, "scale_decoder_outputs", c.tie_word_embeddings))
+    tied = "lm_head.weight" not in hf_state or torch.equal(hf_state["lm_head.weight"], hf_state["shared.weight"])
+    for stack in ("encoder", "decoder"):
+        name = f"{stack}.embed_tokens.weight"
+        if name in hf_state and not torch.equal(hf_state[name], hf_state["shared.weight"]):
+            raise CheckpointError(f"T5 with a separate {name} (not the shared embedding) has no maskbench equivalent")
+    if scale and not tied:
+        raise CheckpointError("T5 with an untied output layer and rescaled decoder outputs has no maskbench equivalent")
+    if ff not in ("relu", "gated-gelu"):
+        raise CheckpointError(f"T5 feed_forward_proj '{ff}' is not supported (relu, gated-gelu)")
+    config = EncoderDecoderConfig(
+        vocab_size=c.vocab_size, d_model=c.d_model, d_kv=c.d_kv, d_ff=c.d_ff, num_layers=c.num_layers,
+        num_decoder_layers=c.num_decoder_layers if c.num_decoder_layers != c.num_layers else None,
+        num_heads=c.num_heads, relative_attention_num_buckets=c.relative_attention_num_buckets,
+        relative_attention_max_distance=c.relative_attention_max_distance, dropout=c.dropout_rate,
+        layer_norm_eps=c.layer_norm_epsilon, feed_forward=ff, tie_word_embeddings=scale,
+        pad_id=c.pad_token_id or 0, eos_id=c.eos_token_id, initializer_factor=c.initializer_factor)
+    state = {k: v.detach().to(torch.float32).contiguous() for k, v in hf_state.items()
+             if not k.endswith("embed_tokens.weight") and not (k == "lm_head.weight" and config.tie_word_embeddings)}
+    return "EncoderDecoderModel", dataclasses.asdict(config), None, state
+
+
+def import_hf(hf_dir: str | os.PathLike, head: str | None = None, num_labels: int | None = None, seed: int = 0):
+    """A maskbench model from a Hugging Face folder (a missing pooler is initialised from `seed`)."""
+    return load_model(hf_dir, head=head, num_labels=num_labels, seed=seed)
+
+
+def import_to_folder(hf_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
+    """`maskbench import`: a Hugging Face folder → a maskbench model folder (+ its tokenizer files)."""
+    hf_dir = Path(hf_dir)
+    if not (hf_dir / CONFIG).is_file():
+        raise CheckpointError(f"{hf_dir} has no config.json; point --from at a Hugging Face model folder")
+    model = import_hf(hf_dir)
+    with atomic_dir(out_dir) as tmp:
+        save_model(model, tmp, extra={"imported_from": str(hf_dir.resolve())})
+        for name in TOKENIZER_FILES:
+            if (hf_dir / name).is_file():
+                shutil.copyfile(hf_dir / name, tmp / name)
+    return Path(out_dir)
+
+
+# ----------------------------------------------------------------------------------------------- export
+def _export_encoder(model, transformers):
+    from .encoder import EncoderModel
+    from .heads import EncoderForPretraining, EncoderForSequenceClassification
+
+    config = model.config
+    if config.share in ("attention", "ffn"):
+        raise CheckpointError(f"share='{config.share}' cannot be exported: Hugging Face ALBERT shares whole layers "
+                              "only (share='all' or 'none')")
+    kind = "bert" if config.share == "none" and config.embedding_size is None else "albert"
+    common = dict(vocab_size=config.vocab_size, hidden_size=config.hidden_size, num_hidden_layers=config.num_layers,
+                  num_attention_heads=config.num_heads, intermediate_size=config.intermediate_size,
+                  hidden_act=config.activation, hidden_dropout_prob=config.dropout,
+                  attention_probs_dropout_prob=config.attention_dropout, max_position_embeddings=config.max_positions,
+                  type_vocab_size=config.type_vocab_size, layer_norm_eps=config.layer_norm_eps,
+                  pad_token_id=config.pad_id, initializer_range=config.initializer_range)
+    if kind == "albert":
+        if config.type_vocab_size == 0:
+            raise CheckpointError("Hugging Face ALBERT needs token-type embeddings (type_vocab_size ≥ 1)")
+        groups = 1 if config.share == "all" else config.num_layers
+        hf_config = transformers.AlbertConfig(embedding_size=config.embed_dim, num_hidden_groups=groups,
+                                              inner_group_num=1, classifier_dropout_prob=config.dropout, **common)
+    else:
+        hf_config = transformers.BertConfig(**common)
+    if isinstance(model, EncoderForPretraining):
+        arch = ("Bert" if kind == "bert" else "Albert") + ("ForPreTraining" if model.sentence_task else "ForMaskedLM")
+    elif isinstance(model, EncoderForSequenceClassification):
+        arch = ("Bert" if kind == "bert" else "Albert") + "ForSequenceClassification"
+        hf_config.num_labels = model.num_labels
+        if model.num_labels == 1:
+            hf_config.problem_type = "regression"
+    else:
+        assert isinstance(model, EncoderModel)
+        arch = "BertModel" if kind == "bert" else "AlbertModel"
+    hf_config.architectures = [arch]
+    hf_model = getattr(transformers, arch)(hf_config)
+    ours = model.state_dict()
+    prefix = "" if arch.endswith("Model") and arch in ("BertModel", "AlbertModel") else "encoder."
+    n_attention = len((model if prefix == "" else model.encoder).attention)
+    pairs = _encoder_pairs(kind, config.num_layers, n_attention, n_attention, config.embedding_size is not None)
+    head = "pretraining" if arch.endswith("MaskedLM") or arch.endswith("PreTraining") else \
+        "classification" if arch.endswith("Classification") else None
+    head_pairs = _head_pairs(kind, head) + (_head_pairs(kind, "sentence") if arch.endswith("PreTraining") else [])
+    hf_state = {}
+    for mine, theirs in pairs:
+        tensor = ours[prefix + mine]
+        if isinstance(theirs, tuple):
+            for name, part in zip(theirs, tensor.chunk(3, 0)):
+                hf_state[name] = part
+        else:
+            hf_state[theirs] = tensor
+    for mine, theirs in head_pairs:
+        hf_state[theirs] = ours[mine]
+    if kind == "albert" and config.embedding_size is None:  # shared, non-factorized: identity projection
+        hf_state["albert.encoder.embedding_hidden_mapping_in.weight"] = torch.eye(config.hidden_size)
+        hf_state["albert.encoder.embedding_hidden_mapping_in.bias"] = torch.zeros(config.hidden_size)
+    if arch in ("BertModel", "AlbertModel"):
+        hf_state = {k.split(".", 1)[1]: v for k, v in hf_state.items()}
+    expected = hf_model.state_dict()
+    if arch.endswith("ForMaskedLM"):  # HF's masked-LM models have no pooler
+        hf_state = {k: v for k, v in hf_state.items() if "pooler" not in k}
+    return hf_model, hf_state, expected
+
+
+def _export_t5(model, transformers):
+    c = model.config
+    if c.variant != "encoder_decoder":
+        raise CheckpointError(f"variant '{c.variant}' cannot be exported: T5ForConditionalGeneration is an encoder-decoder")
+    hf_config = transformers.T5Config(
+        vocab_size=c.vocab_size, d_model=c.d_model, d_kv=c.d_kv, d_ff=c.d_ff, num_layers=c.num_layers,
+        num_decoder_layers=c.decoder_layers, num_heads=c.num_heads,
+        relative_attention_num_buckets=c.relative_attention_num_buckets,
+        relative_attention_max_distance=c.relative_attention_max_distance, dropout_rate=c.dropout,
+        layer_norm_epsilon=c.layer_norm_eps, feed_forward_proj=c.feed_forward,
+        tie_word_embeddings=c.tie_word_embeddings, pad_token_id=c.pad_id, decoder_start_token_id=c.pad_id,
+        eos_token_id=c.eos_id if c.eos_id is not None else 1, initializer_factor=c.initializer_factor,
+        architectures=["T5ForConditionalGeneration"])
+    hf_config.tie_word_embeddings = c.tie_word_embeddings  # transformers 5 forces True in __post_init__
+    hf_model = transformers.T5ForConditionalGeneration(hf_config)
+    state = dict(model.state_dict())
+    for stack in ("encoder", "decoder"):  # not tied by transformers 5 when the output layer is untied
+        state[f"{stack}.embed_tokens.weight"] = state["shared.weight"]
+    return hf_model, state, hf_model.state_dict()
+
+
+def export_hf(model_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
+    """Write a Hugging Face folder (config.json, model.safetensors, tokenizer files) for a maskbench model."""
+    transformers = _transformers()
+    source = resolve_model_dir(model_dir)
+    model = load_model(source)
+    if type(model).__name__ == "EncoderDecoderModel":
+        hf_model, hf_state, expected = _export_t5(model, transformers)
+    else:
+        hf_model, hf_state, expected = _export_encoder(model, transformers)
+    for name, tensor in expected.items():
+        if name not in hf_state and not _tied(name):
+            raise CheckpointError(f"export: Hugging Face weight '{name}' would be left uninitialised")
+        if name in hf_state and tuple(hf_state[name].shape) != tuple(tensor.shape):
+            raise CheckpointError(f"export: '{name}' has shape {list(hf_state[name].shape)}, HF expects {list(tensor.shape)}")
+    for name in hf_state:
+        if name not in expected:
+            raise CheckpointError(f"export: weight '{name}' has no place in {type(hf_model).__name__}")
+    hf_model.load_state_dict(hf_state, strict=False)
+    hf_model.tie_weights()
+    with atomic_dir(out_dir) as tmp:
+        hf_model.save_pretrained(str(tmp))
+        _export_tokenizer(source, tmp, model)
+    return Path(out_dir)
+
+
+def _export_tokenizer(source: Path, out: Path, model) -> None:
+    """Copy tokenizer.json (from the model folder or its run) and write a config AutoTokenizer reads."""
+    candidates = [source / "tokenizer.json", source.parent / "tokenizer.json", source.parent.parent / "model" / "tokenizer.json"]
+    found = next((p for p in candidates if p.is_file()), None)
+    if found is None:
+        return
+    shutil.copyfile(found, out / "tokenizer.json")
+    import json
+
+    vocab = json.loads(found.read_text(encoding="utf-8"))
+    present = {t.get("content") for t in vocab.get("added_tokens", [])}
+    specials = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]",
+                "mask_token": "[MASK]"}
+    config = {"tokenizer_class": "PreTrainedTokenizerFast",
+              "model_max_length": getattr(model.config, "max_positions", 512)}
+    config.update({k: v for k, v in specials.items() if v in present})
+    if type(model).__name__ == "EncoderDecoderModel" and "[SEP]" in present:
+        config["eos_token"] = "[SEP]"
+    write_json(out / "tokenizer_config.json", config)
