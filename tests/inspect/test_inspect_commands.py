@@ -1,0 +1,88 @@
+"""The three subcommands end to end through `maskbench.cli.main`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from maskbench.cli import main
+
+from conftest import SENTENCES
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    path = tmp_path_factory.mktemp("corpus") / "text.txt"
+    # blank lines separate documents, so --pairs has consecutive sentences to pair
+    path.write_text("\n\n".join("\n".join(SENTENCES[i:i + 4]) for i in range(0, 32, 4)) + "\n")
+    return path
+
+
+def test_attention_command_writes_a_page(tmp_path, encoder_dir, capsys):
+    out = tmp_path / "a.html"
+    assert main(["attention", "--checkpoint", str(encoder_dir), "--text", "the cat </script> sat",
+                 "--pair", "a dog", "--out", str(out)]) == 0
+    page = out.read_text()
+    assert "mb-data" in page and "</script> sat" not in page
+    assert "wrote" in capsys.readouterr().err
+
+
+def test_attention_command_for_an_encoder_decoder_head_view_only(tmp_path, t5_dir):
+    out = tmp_path / "t5.html"
+    assert main(["attention", "--checkpoint", str(t5_dir), "--text", "the cat sat", "--view", "head",
+                 "--out", str(out)]) == 0
+    payload = out.read_text()
+    assert '"views":["head"]' in payload and '"queries":null' in payload
+
+
+def test_attention_command_errors_exit_2(tmp_path, encoder_dir, capsys):
+    assert main(["attention", "--checkpoint", str(encoder_dir), "--text", "x", "--view", "nueron"]) == 2
+    assert "did you mean 'neuron'" in capsys.readouterr().err
+    bare = tmp_path / "bare"
+    shutil.copytree(encoder_dir, bare)
+    (bare / "tokenizer.json").unlink()
+    assert main(["attention", "--checkpoint", str(bare), "--text", "x"]) == 2
+    assert "pass --tokenizer" in capsys.readouterr().err
+
+
+def test_heads_command(tmp_path, encoder_dir, corpus, capsys):
+    out = tmp_path / "heads"
+    assert main(["heads", "--checkpoint", str(encoder_dir), "--input", str(corpus), "--samples", "20", "--pairs",
+                 "--out", str(out), "--set", "broad=0.95"]) == 0
+    info = json.loads((out / "heads.json").read_text())
+    assert info["samples"] == 20 and info["thresholds"]["broad"] == 0.95
+    assert info["queries_per_pattern"]["other_sentence"] > 0
+    assert (out / "heads.png").stat().st_size > 1000
+    assert "| pattern | heads |" in capsys.readouterr().out
+    assert main(["heads", "--checkpoint", str(encoder_dir), "--input", str(corpus), "--out", str(out),
+                 "--set", "nxt=0.3"]) == 2
+
+
+def test_probe_command_compares_two_models(tmp_path, encoder_dir, encoder_dir_b, corpus, capsys):
+    out = tmp_path / "probe"
+    assert main(["probe", "--checkpoint", str(encoder_dir), "--compare", str(encoder_dir_b), "--task",
+                 "token_identity", "--input", str(corpus), "--samples", "32", "--out", str(out),
+                 "--set", "epochs=3"]) == 0
+    info = json.loads((out / "probe.json").read_text())
+    assert [len(r["accuracy"]["masked"]) for r in info["runs"]] == [3, 3]
+    assert info["runs"][0]["name"] != info["runs"][1]["name"]
+    assert (out / "probe.png").stat().st_size > 1000
+    assert "| layer |" in capsys.readouterr().out
+    assert main(["probe", "--checkpoint", str(encoder_dir), "--task", "token_identity", "--out", str(out)]) == 2
+    assert "needs --input" in capsys.readouterr().err
+
+
+def test_probe_command_word_class_and_labels(tmp_path, encoder_dir, capsys):
+    out = tmp_path / "wc"
+    assert main(["probe", "--checkpoint", str(encoder_dir), "--task", "word_class", "--samples", "40",
+                 "--out", str(out), "--set", "epochs=2"]) == 0
+    run = json.loads((out / "probe.json").read_text())["runs"][0]
+    assert run["task"] == "word_class" and run["classes"]["words"] >= 5
+    labels = tmp_path / "l.jsonl"
+    labels.write_text("\n".join(json.dumps({"words": s.split(), "labels": [len(w) > 3 for w in s.split()]})
+                                for s in SENTENCES[:16]))
+    assert main(["probe", "--checkpoint", str(encoder_dir), "--labels", str(labels), "--out", str(out),
+                 "--set", "epochs=2"]) == 0
+    assert json.loads((out / "probe.json").read_text())["task"] == "labels"

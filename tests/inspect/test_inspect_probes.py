@@ -1,0 +1,114 @@
+"""Layer-wise probes: the trainer learns what is linearly there and nothing that is not."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from maskbench.errors import ConfigError, DataError
+from maskbench.inspect.probes import ProbeConfig, plot_probes, probe, read_labels, table, train_probes
+
+from conftest import SENTENCES
+
+
+def test_probe_trainer_finds_a_linear_signal_and_not_noise():
+    rng = np.random.default_rng(0)
+    n, h, classes = 1200, 16, 5
+    y = rng.integers(0, classes, n)
+    centres = rng.normal(size=(classes, h)) * 3
+    informative = centres[y] + rng.normal(size=(n, h))
+    noise = rng.normal(size=(n, h))
+    x = np.stack([informative, noise]).astype(np.float32)
+    train_acc, val_acc = train_probes(x[:, :900], y[:900], x[:, 900:], y[900:], classes,
+                                      ProbeConfig(epochs=15, batch_size=128, lr=0.05))
+    assert val_acc[0] > 0.9
+    assert val_acc[1] < 0.4
+
+
+def test_unknown_validation_labels_count_as_errors():
+    x = np.tile(np.eye(4, dtype=np.float32), (10, 1))[None]
+    y = np.tile(np.arange(4), 10)
+    yv = y.copy()
+    yv[:20] = -1
+    _, val = train_probes(x, y, x, yv, 4, ProbeConfig(epochs=30, batch_size=40, lr=0.1))
+    assert val[0] == pytest.approx(0.5)
+
+
+def test_token_identity_is_kept_at_unmasked_positions_and_lost_under_mask(encoder_dir, tokenizer):
+    from maskbench.models import load_model
+
+    config = ProbeConfig(mask_rate=0.3, epochs=25, lr=0.05, batch_size=128, seed=1)
+    result = probe(load_model(encoder_dir), tokenizer, config, texts=SENTENCES)
+    assert set(result.accuracy) == {"masked", "unmasked"}
+    assert len(result.accuracy["unmasked"]) == 3  # embeddings + 2 layers
+    assert result.accuracy["unmasked"][0] > 0.95
+    # under [MASK] only the position is left at the embeddings: far less than the token itself
+    assert result.accuracy["masked"][0] < 0.5
+    assert result.examples["masked"]["train"] > 0 and result.examples["masked"]["validation"] > 0
+
+
+def _labels_file(path):
+    rows = []
+    for s in SENTENCES:
+        words = s.split()
+        rows.append({"words": words, "labels": ["P" if w in ",.;:!" else ("T" if w == "the" else "W") for w in words]})
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+def test_word_labels_are_probed_at_first_subwords(tmp_path, encoder_dir, tokenizer):
+    from maskbench.models import load_model
+
+    words, labels = read_labels(_labels_file(tmp_path / "labels.jsonl"))
+    config = ProbeConfig(task="labels", epochs=25, lr=0.05, batch_size=128)
+    result = probe(load_model(encoder_dir), tokenizer, config, words=words, labels=labels, name="tiny")
+    assert result.classes == {"words": 3}
+    assert result.accuracy["words"][0] > max(0.95, result.baseline["words"])
+    text = table([result])
+    assert text.splitlines()[0] == "| layer | tiny: words |" and "| emb |" in text
+    assert plot_probes([result, result], tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_t5_encoder_hidden_states_are_probed_per_block(tmp_path, t5_dir, tokenizer):
+    from maskbench.models import load_model
+
+    words, labels = read_labels(_labels_file(tmp_path / "labels.jsonl"))
+    config = ProbeConfig(task="labels", epochs=10, lr=0.05, batch_size=128)
+    result = probe(load_model(t5_dir), tokenizer, config, words=words, labels=labels)
+    assert len(result.accuracy["words"]) == 3   # embeddings + 2 blocks
+    assert result.accuracy["words"][0] > result.baseline["words"]
+
+
+def test_labels_file_errors_are_one_line(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"words": ["a", "b"], "labels": ["x"]}\n')
+    with pytest.raises(DataError, match="bad.jsonl:1: 'words' and 'labels' must be"):
+        read_labels(bad)
+    with pytest.raises(DataError, match="not found"):
+        read_labels(tmp_path / "missing.jsonl")
+
+
+def test_probe_config_is_validated():
+    with pytest.raises(ConfigError, match="did you mean 'word_class'"):
+        ProbeConfig(task="word_clas")
+    with pytest.raises(ConfigError, match="mask_rate"):
+        ProbeConfig(mask_rate=1.0)
+
+
+def test_word_class_probe_reads_the_synthetic_languages_classes(tmp_path):
+    import torch
+
+    from maskbench.data.synth import word_class_sentences
+    from maskbench.data.tokenizer import train_tokenizer
+    from maskbench.models import EncoderConfig, EncoderModel
+
+    texts = [" ".join(w) for w, _ in word_class_sentences(300, seed=5)]
+    tok = train_tokenizer(None, vocab_size=400, texts=texts, min_frequency=1)
+    model = EncoderModel(EncoderConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, num_layers=1, num_heads=2,
+                                       intermediate_size=64, max_positions=64), torch.Generator().manual_seed(0)).eval()
+    config = ProbeConfig(task="word_class", samples=150, epochs=20, lr=0.05, batch_size=128)
+    result = probe(model, tok, config)
+    assert result.classes["words"] >= 8          # determiner, noun, verb, adjective, punctuation, ...
+    assert result.accuracy["words"][0] > result.baseline["words"] + 0.3
