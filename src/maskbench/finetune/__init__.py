@@ -1,0 +1,31 @@
+"""Fine-tuning on GLUE-format tasks: vanilla, Child-Tuning-F/-D, L2-SP and Mixout, over seeds.
+
+`finetune(config, out_dir)` runs every (method, seed) of a `FinetuneConfig` and returns the summary
+(mean ± std per method, paired t-test against vanilla). Names are imported lazily so that
+`import maskbench.finetune` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "finetune": "seeds", "fingerprint": "seeds",
+    "FinetuneConfig": "config", "ChildTuningConfig": "config", "L2SPConfig": "config", "MixoutConfig": "config",
+    "METHODS": "config", "default_lr": "config",
+    "ChildTuningF": "child_tuning", "ChildTuningD": "child_tuning", "fisher_information": "child_tuning",
+    "top_fraction_masks": "child_tuning",
+    "L2SP": "regularizers", "apply_mixout": "regularizers", "remove_mixout": "regularizers",
+    "reinit_top_layers": "regularizers",
+    "prepare": "loop", "train_seed": "loop",
+    "summarize": "summary", "paired_test": "summary",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        module = importlib.import_module(f".{_EXPORTS[name]}", __name__)
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

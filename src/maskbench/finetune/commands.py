@@ -1,0 +1,61 @@
+"""`maskbench finetune`: vanilla vs Child-Tuning vs regularised baselines on one task, over seeds."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _list(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        return [int(t) for t in _list(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds must be integers separated by commas, got {text!r}") from None
+
+
+def register(subparsers) -> None:
+    from ..cli import add_set_argument
+
+    p = subparsers.add_parser(
+        "finetune", help="fine-tune on a GLUE-format task: vanilla, child_f, child_d, l2sp, mixout over seeds",
+        description="Fine-tune a checkpoint on one task with one or more methods and several seeds; writes "
+                    "per-seed metrics, best dev scores and GLUE test predictions, then a summary with mean ± std "
+                    "and a paired t-test of each method against vanilla.")
+    p.add_argument("--task", help="GLUE task name (RTE, MNLI, ...) or a task folder / CSV / TSV / JSONL")
+    p.add_argument("--data", help="folder holding the GLUE task folders (the download_glue_data.py layout)")
+    p.add_argument("--checkpoint", help="pretraining run, model folder, Hugging Face folder, or random:SIZE")
+    p.add_argument("--tokenizer", help="tokenizer.json or vocab.txt (default: the one beside the checkpoint)")
+    p.add_argument("--method", action="append", default=[], metavar="M[,M...]",
+                   help="vanilla, child_f, child_d, l2sp or mixout; comma-separated or repeated")
+    p.add_argument("--seeds", type=_seeds, help="comma-separated seeds (default 0,1,2)")
+    p.add_argument("--jobs", type=int, help="runs in parallel processes (default 1: one after another)")
+    p.add_argument("--config", help="a TOML file with FinetuneConfig keys (command-line flags win)")
+    add_set_argument(p)
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--out", required=True, help="output folder")
+    p.set_defaults(func=_finetune)
+
+
+def _finetune(args) -> int:
+    from ..config import apply_overrides, deep_merge, from_dict, load_toml
+    from .config import FinetuneConfig
+    from .seeds import finetune
+    from .summary import to_markdown
+
+    flags = {"task": args.task, "data": args.data, "checkpoint": args.checkpoint, "tokenizer": args.tokenizer,
+             "seeds": args.seeds, "jobs": args.jobs}
+    methods = [m for item in args.method for m in _list(item)]
+    if methods:
+        flags["methods"] = methods
+    if args.no_progress:
+        flags["progress"] = False
+    flags = {k: v for k, v in flags.items() if v is not None}
+    data = load_toml(args.config) if args.config else {}
+    data = apply_overrides(deep_merge(data, flags), args.overrides)
+    cfg = from_dict(FinetuneConfig, data)
+    summary = finetune(cfg, args.out)
+    print(to_markdown(summary), end="")
+    return 0

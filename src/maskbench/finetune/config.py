@@ -1,0 +1,153 @@
+"""What a fine-tuning run is: the task, the checkpoint, the methods compared, and every knob, as dataclasses.
+
+A `FinetuneConfig` is built from TOML / `--set` overrides with `maskbench.config.from_dict`; its sections
+`[child]`, `[l2sp]` and `[mixout]` hold the method-specific knobs so one config can describe a whole
+comparison (`methods = ["vanilla", "child_d"]`) and the resolved file shows every value that was used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..config import check_choice, check_range
+from ..errors import ConfigError
+
+METHODS = ("vanilla", "child_f", "child_d", "l2sp", "mixout")
+HEADS = ("auto", "classification", "regression")
+FISHER_SCOPES = ("network", "layers")
+
+
+@dataclass
+class ChildTuningConfig:
+    """Child-Tuning (Xu et al. 2021): F keeps each gradient entry with probability p_f (scaled 1/p_f) per
+    step; D updates only the top p_d share of the pre-trained parameters ranked by Fisher information.
+
+    Fisher defaults follow the official implementation: gradients of mini-batches of the training batch
+    size, each tensor's gradient clipped to norm `fisher_clip`, squared and averaged over all batches.
+    `fisher_batch_size = 1` gives the textbook per-example empirical Fisher; `fisher_examples` a subset.
+    `fisher_scope = "network"` ranks every pre-trained parameter (embeddings, layers, pooler) globally;
+    `"layers"` ranks only the Transformer layers, as the official code does (it masks names containing
+    "layer"), leaving embeddings and pooler always updated. The task head is always updated.
+    """
+
+    p_f: float = 0.3
+    p_d: float = 0.3
+    fisher_batch_size: int | None = None
+    fisher_examples: int | None = None
+    fisher_clip: float | None = 1.0
+    fisher_scope: str = "network"
+    fisher_seed: int = 0
+    fisher_per_seed: bool = False
+
+    def __post_init__(self):
+        check_range("p_f", self.p_f, 0, 1, low_open=True)
+        check_range("p_d", self.p_d, 0, 1, low_open=True)
+        check_range("fisher_batch_size", self.fisher_batch_size, 1)
+        check_range("fisher_examples", self.fisher_examples, 1)
+        check_range("fisher_clip", self.fisher_clip, 0, low_open=True)
+        check_choice("fisher_scope", self.fisher_scope, FISHER_SCOPES)
+
+
+@dataclass
+class L2SPConfig:
+    """L2-SP (Li et al. 2018): alpha/2·‖w − w₀‖² towards the pre-trained weights, head_alpha/2·‖w‖² on the head."""
+
+    alpha: float = 0.01
+    head_alpha: float = 0.01
+
+    def __post_init__(self):
+        check_range("alpha", self.alpha, 0)
+        check_range("head_alpha", self.head_alpha, 0)
+
+
+@dataclass
+class MixoutConfig:
+    """Mixout (Lee et al. 2020): each weight of every linear layer is swapped for its starting value with
+    probability p during training (rescaled so its expectation is the current weight); exact at eval.
+    The default 0.9 is the paper's mixout(w_pre, 0.9) for BERT on small GLUE tasks."""
+
+    p: float = 0.9
+
+    def __post_init__(self):
+        check_range("p", self.p, 0, 1, high_open=True)
+
+
+@dataclass
+class FinetuneConfig:
+    """A fine-tuning comparison: one task, one checkpoint, several methods × seeds.
+
+    `checkpoint`: a pretraining run folder, a model folder, a Hugging Face folder, or `random:NAME` (a named
+    size, randomly initialised: the "not pretrained" baseline, which needs `tokenizer`).
+    `lr = None` picks 2e-5 × max(1, 768 / hidden_size): 2e-5 for base and larger, 1.2e-4 for bert-tiny
+    (H = 128), since small models need proportionally larger steps.
+    `epochs` may be fractional; `max_steps` caps the total optimiser steps (quick runs, tests).
+    """
+
+    task: str = ""
+    data: str | None = None
+    checkpoint: str = ""
+    tokenizer: str | None = None
+    methods: list[str] = field(default_factory=lambda: ["vanilla"])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    jobs: int = 1
+    head: str = "auto"
+
+    epochs: float = 3.0
+    max_steps: int | None = None
+    batch_size: int = 32
+    eval_batch_size: int = 128
+    max_length: int = 128
+    lr: float | None = None
+    warmup: float = 0.1
+    weight_decay: float = 0.01
+    adam_eps: float = 1e-6
+    betas: tuple[float, float] = (0.9, 0.999)
+    max_grad_norm: float | None = 1.0
+    reinit_layers: int = 0
+    early_stopping: int | None = None
+    max_train_examples: int | None = None
+    device: str = "cpu"
+    progress: bool = True
+
+    child: ChildTuningConfig = field(default_factory=ChildTuningConfig)
+    l2sp: L2SPConfig = field(default_factory=L2SPConfig)
+    mixout: MixoutConfig = field(default_factory=MixoutConfig)
+
+    def __post_init__(self):
+        if isinstance(self.methods, str):
+            self.methods = [self.methods]
+        if not self.methods:
+            raise ConfigError("give at least one method", "methods")
+        for i, method in enumerate(self.methods):
+            check_choice(f"methods[{i}]", method, METHODS)
+        if len(set(self.methods)) != len(self.methods):
+            raise ConfigError(f"a method is listed twice: {self.methods}", "methods")
+        if not self.seeds:
+            raise ConfigError("give at least one seed", "seeds")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"a seed is listed twice: {self.seeds}", "seeds")
+        for i, seed in enumerate(self.seeds):
+            check_range(f"seeds[{i}]", seed, 0)
+        check_range("jobs", self.jobs, 1)
+        check_choice("head", self.head, HEADS)
+        check_range("epochs", self.epochs, 0, low_open=True)
+        check_range("max_steps", self.max_steps, 1)
+        check_range("batch_size", self.batch_size, 1)
+        check_range("eval_batch_size", self.eval_batch_size, 1)
+        check_range("max_length", self.max_length, 4)
+        check_range("lr", self.lr, 0, low_open=True)
+        check_range("warmup", self.warmup, 0, 1, high_open=True)
+        check_range("weight_decay", self.weight_decay, 0)
+        check_range("adam_eps", self.adam_eps, 0, low_open=True)
+        for i, beta in enumerate(self.betas):
+            check_range(f"betas[{i}]", beta, 0, 1, high_open=True)
+        check_range("max_grad_norm", self.max_grad_norm, 0, low_open=True)
+        check_range("reinit_layers", self.reinit_layers, 0)
+        check_range("early_stopping", self.early_stopping, 1)
+        check_range("max_train_examples", self.max_train_examples, 1)
+        check_choice("device", self.device.split(":")[0], ("cpu", "cuda", "auto"))
+
+
+def default_lr(hidden_size: int) -> float:
+    """2e-5 for BERT-base and larger, scaled up as 768 / H for narrower models (bert-tiny: 1.2e-4)."""
+    return 2e-5 * max(1.0, 768.0 / hidden_size)

@@ -1,0 +1,198 @@
+"""Many runs of one comparison: methods × seeds, one after another or in parallel processes, then the summary.
+
+Layout of `out_dir`:
+    METHOD/seed-N/metrics.jsonl, best.json, TASK.tsv (per run, each folder written atomically)
+    summary.json, summary.md, config.toml (written last)
+A folder already holding runs of the *same* comparison (same fingerprint: every setting except methods,
+seeds, jobs and progress) is resumed: finished runs are kept and reused, and the summary covers every
+method found there, so `--method child_d` after `--method vanilla` into one folder compares the two.
+A folder holding a different comparison is refused rather than mixed.
+
+The tokenized task, the encoder weights and the Fisher information are computed once per process and
+shared by every run; Child-Tuning-D's Fisher is computed once per (checkpoint, task, Fisher settings),
+which is faithful because it is a property of the pre-trained model and the task data, not of the
+fine-tuning seed (see `loop.fisher_scores`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from collections import OrderedDict
+from pathlib import Path
+
+from ..config import dumps_toml, from_dict, to_dict
+from ..errors import MaskbenchError
+from ..io import write_json, write_text
+from .config import FinetuneConfig
+from .loop import Prepared, fisher_scores, prepare, train_seed
+from .summary import summarize, to_markdown
+
+_VOLATILE = ("methods", "seeds", "jobs", "progress")
+_PREPARED: "OrderedDict[str, Prepared]" = OrderedDict()
+_CACHE_SIZE = 4
+
+
+def fingerprint(cfg: FinetuneConfig) -> str:
+    """A hash of every setting that changes a run's result (all but methods, seeds, jobs, progress)."""
+    data = {k: v for k, v in to_dict(cfg).items() if k not in _VOLATILE}
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _data_key(cfg: FinetuneConfig) -> str:
+    def stamp(path: str | None) -> float | None:
+        try:
+            return os.stat(path).st_mtime if path else None
+        except OSError:
+            return None
+
+    fields = {k: getattr(cfg, k) for k in ("task", "data", "checkpoint", "tokenizer", "max_length",
+                                           "max_train_examples", "head")}
+    fields["stamps"] = [stamp(cfg.checkpoint), stamp(cfg.tokenizer), stamp(cfg.data), stamp(cfg.task)]
+    return json.dumps(fields, sort_keys=True, default=str)
+
+
+def prepared(cfg: FinetuneConfig) -> Prepared:
+    """`prepare(cfg)`, cached in this process (repeated calls on the same task and checkpoint are cheap)."""
+    key = _data_key(cfg)
+    if key in _PREPARED:
+        _PREPARED.move_to_end(key)
+        prep = _PREPARED[key]
+        if cfg.lr is not None:
+            prep = dataclasses.replace(prep, lr=cfg.lr)
+        else:
+            from .config import default_lr
+
+            prep = dataclasses.replace(prep, lr=default_lr(prep.model_config.hidden_size))
+        return prep
+    prep = prepare(cfg)
+    _PREPARED[key] = prep
+    while len(_PREPARED) > _CACHE_SIZE:
+        _PREPARED.popitem(last=False)
+    return prep
+
+
+def _run_dir(out_dir: Path, method: str, seed: int) -> Path:
+    return out_dir / method / f"seed-{seed}"
+
+
+def _existing(out_dir: Path, fp: str) -> dict[str, dict[int, dict]]:
+    """Finished runs in `out_dir`; a run of another comparison is an error."""
+    found: dict[str, dict[int, dict]] = {}
+    if not out_dir.is_dir():
+        return found
+    for best in sorted(out_dir.glob("*/seed-*/best.json")):
+        try:
+            result = json.loads(best.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        if result.get("fingerprint") != fp:
+            raise MaskbenchError(f"{out_dir} already holds a different fine-tuning run ({best.parent} has other "
+                                 "settings); choose another --out folder")
+        found.setdefault(result["method"], {})[int(result["seed"])] = result
+    if (out_dir / "summary.json").is_file() and not found:
+        raise MaskbenchError(f"{out_dir} holds a summary but no runs of this comparison; choose another --out folder")
+    return found
+
+
+def _worker(cfg_dict: dict, method: str, seed: int, run_dir: str, fp: str, fisher_path: str | None,
+            threads: int) -> dict:
+    """One run in a spawned process: its own share of the cores, the shared Fisher read from disk."""
+    import torch
+
+    from ..runtime import tune_allocator
+
+    tune_allocator()
+    torch.set_num_threads(threads)
+    cfg = from_dict(FinetuneConfig, cfg_dict)
+    prep = prepared(cfg)
+    fisher = _load_fisher(fisher_path) if fisher_path else None
+    return train_seed(prep, cfg, method, seed, run_dir, fisher=fisher, fingerprint=fp)
+
+
+def _save_fisher(path: Path, fisher: tuple[dict, dict]) -> None:
+    from safetensors.torch import save_file
+
+    from ..io import atomic_path
+
+    scores, info = fisher
+    with atomic_path(path) as tmp:
+        save_file({k: v.contiguous() for k, v in scores.items()}, str(tmp), metadata={"info": json.dumps(info)})
+
+
+def _load_fisher(path: str) -> tuple[dict, dict]:
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(path, framework="pt") as f:
+        info = json.loads(f.metadata()["info"])
+    return load_file(path), info
+
+
+def finetune(config: FinetuneConfig | dict, out_dir: str | os.PathLike, methods: list[str] | None = None) -> dict:
+    """Fine-tune every (method, seed) of `config` into `out_dir` and return the summary over seeds.
+
+    `methods` overrides `config.methods` (handy when calling this many times). Every input is checked
+    before anything is written; each run's folder appears whole or not at all; the summary comes last.
+    """
+    from ..runtime import tune_allocator
+
+    tune_allocator()
+    cfg = from_dict(FinetuneConfig, config) if isinstance(config, dict) else config
+    if methods is not None:
+        cfg = dataclasses.replace(cfg, methods=list(methods))
+    out_dir = Path(out_dir)
+    prep = prepared(cfg)
+    fp = fingerprint(cfg)
+    done = _existing(out_dir, fp)
+    todo = [(m, s) for m in cfg.methods for s in cfg.seeds if s not in done.get(m, {})]
+
+    fisher = None
+    if any(m == "child_d" for m, _ in todo) and cfg.child.p_d < 1.0 and not cfg.child.fisher_per_seed:
+        fisher = fisher_scores(prep, cfg)
+
+    results: list[dict] = []
+    if cfg.jobs <= 1 or len(todo) <= 1:
+        for method, seed in todo:
+            results.append(train_seed(prep, cfg, method, seed, _run_dir(out_dir, method, seed),
+                                      fisher=fisher if method == "child_d" else None, fingerprint=fp))
+    else:
+        results = _run_parallel(cfg, todo, out_dir, fp, fisher)
+    for result in results:
+        done.setdefault(result["method"], {})[int(result["seed"])] = result
+
+    runs = {m: list(seeds.values()) for m, seeds in done.items()}
+    order = [m for m in ("vanilla", "child_f", "child_d", "l2sp", "mixout") if m in runs]
+    runs = {m: runs[m] for m in order}
+    context = {"task": prep.task_name, "checkpoint": cfg.checkpoint, "fingerprint": fp, "lr": prep.lr,
+               "runs": {m: {str(s): str(_run_dir(out_dir, m, s).relative_to(out_dir)) for s in sorted(done[m])}
+                        for m in order}}
+    summary = summarize(runs, prep.metric_names, prep.dev_splits, context)
+    write_text(out_dir / "config.toml", dumps_toml(cfg))
+    write_json(out_dir / "summary.json", summary)
+    write_text(out_dir / "summary.md", to_markdown(summary))
+    return summary
+
+
+def _run_parallel(cfg: FinetuneConfig, todo: list[tuple[str, int]], out_dir: Path, fp: str,
+                  fisher: tuple[dict, dict] | None) -> list[dict]:
+    """Runs in `cfg.jobs` spawned processes, the machine's cores split evenly between them."""
+    import multiprocessing
+    import tempfile
+    from concurrent.futures import ProcessPoolExecutor
+
+    jobs = min(cfg.jobs, len(todo))
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    cfg_dict = to_dict(dataclasses.replace(cfg, progress=False))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".fisher-", dir=out_dir) as scratch:
+        fisher_path = None
+        if fisher is not None:
+            fisher_path = str(Path(scratch) / "fisher.safetensors")
+            _save_fisher(Path(fisher_path), fisher)
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(_worker, cfg_dict, m, s, str(_run_dir(out_dir, m, s)), fp,
+                                   fisher_path if m == "child_d" else None, threads) for m, s in todo]
+            return [f.result() for f in futures]

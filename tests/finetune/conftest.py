@@ -1,0 +1,14 @@
+"""Fine-tuning tests run tiny models, where a second thread costs more in hand-offs than it gains."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
