@@ -1,0 +1,642 @@
+"""The pretraining loop: global batch → objective → this rank's rows → micro-batches → one optimiser step.
+
+Exactness by construction:
+- batch `s` is `PretrainBatches.get_global(s)`, a pure function of (seed, s);
+- the objective corrupts it with a generator seeded from (seed, s), so masking never depends on history;
+- dropout draws from torch's global generator, whose state every checkpoint saves and restores;
+- the learning rate is a pure function of the step (step budgets).
+So a run killed at any point and resumed from its last checkpoint writes the same losses, bit for bit, as
+a run that never stopped. Every rank corrupts the whole global batch and keeps its slice, and each loss is
+normalised by the number of predictions in the *global* batch, so N processes follow the same curve as
+one process with the same global batch (up to float summation order).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..config import dumps_toml, from_dict, to_dict
+from ..errors import CheckpointError, ConfigError, DataError, MaskbenchError
+from ..io import read_jsonl, write_json
+from . import checkpoint as ckpt
+from .config import FORMAT_VERSION, PretrainConfig, load_pretrain_config
+from .distributed import (World, close_world, full_state_dicts, init_world, load_full_state_dicts, no_sync,
+                          wrap_model)
+from .evaluate import (ENCODER_TERMS, SENTENCE_TERM, SEQ2SEQ_TERMS, TRAIN_STREAM, Term, autocast,
+                       count_predictions, evaluate, rank_rows, stream_generator, to_device)
+from .logging import MetricsLog, format_eta, truncate_metrics
+from .optim import Schedule, build_optimizer
+
+#: Sections that may change when a run is resumed (they do not change what a step computes).
+RESUMABLE_CHANGES = ("budget", "eval", "log", "checkpoint", "threads", "distributed", "compile", "device")
+
+
+class TrainingDiverged(MaskbenchError):
+    """The loss or the gradient norm became NaN or infinite."""
+
+
+# --- set-up ------------------------------------------------------------------------------------------------
+
+@dataclass
+class Setup:
+    """What a run is built from, resolved from the config and the data (cheap to build: no training)."""
+
+    config: PretrainConfig
+    shards_dir: Path
+    tokenizer_path: Path
+    tokenizer: Any
+    objective: Any
+    reference: Any
+    model: torch.nn.Module
+    seq2seq: bool
+    raw_seq_len: int
+    terms: tuple[Term, ...]
+    model_keys: tuple[str, ...]
+    new_model: Any = None  # builds another model like `model` (FSDP gathers its state into one)
+    notes: list[str] = field(default_factory=list)
+
+
+def build_objectives(params: dict, special, vocab_size: int, reference_rate: float | None,
+                     reference_replace: tuple[float, float, float]) -> tuple[Any, Any]:
+    """The training objective from `[objective]` (token ids wired from the tokenizer), plus the fixed-rate
+    reference MLM that evaluation scores encoders with."""
+    from ..objectives import WIRING_FIELDS, build_objective_for_tokenizer
+
+    params = dict(params)
+    name = params.pop("name")
+    for key in WIRING_FIELDS:
+        if key in params:
+            raise ConfigError("is set from the tokenizer; remove it from [objective]", f"objective.{key}")
+    objective = build_objective_for_tokenizer(name, special, vocab_size, **params)
+    reference = None
+    if reference_rate is not None and not is_seq2seq(objective):
+        reference = build_objective_for_tokenizer(
+            "mlm", special, vocab_size, mask_rate=reference_rate, replace=tuple(reference_replace), unit="token",
+            sampling="exact", sentence=getattr(objective, "sentence_task", None))
+    return objective, reference
+
+
+def is_seq2seq(objective) -> bool:
+    """T5-study objectives: the target is a separate sequence for a decoder, not labels aligned with inputs."""
+    from ..objectives.t5 import Seq2SeqObjective
+
+    return isinstance(objective, Seq2SeqObjective)
+
+
+def build_model(model_table: dict, vocab_size: int, sentence_task: str | None, seq2seq: bool, seed: int,
+                special=None):
+    """A freshly initialised model from `[model]` (a named size plus field overrides), seeded.
+
+    The vocabulary size and the pad/EOS ids come from the tokenizer unless the table sets them.
+    """
+    from ..models import EncoderDecoderModel, EncoderForPretraining, named_config
+    from ..models.encoder import EncoderConfig
+
+    table = dict(model_table)
+    size = table.pop("size", "bert-tiny")
+    base = named_config(size)
+    wired = {"vocab_size": vocab_size}
+    if special is not None:
+        wired["pad_id"] = special.pad
+        if not isinstance(base, EncoderConfig):
+            wired["eos_id"] = special.eos
+    merged = {**dataclasses.asdict(base), **wired, **table}
+    config = from_dict(type(base), merged, where="model")
+    if config.vocab_size < vocab_size:
+        raise ConfigError(f"{config.vocab_size} is smaller than the tokenizer's {vocab_size} tokens; "
+                          f"remove model.vocab_size or raise it to at least {vocab_size}", "model.vocab_size")
+    generator = torch.Generator().manual_seed(int(seed))
+    if isinstance(config, EncoderConfig):
+        if seq2seq:
+            raise ConfigError(f"this objective trains an encoder-decoder; choose a T5 size such as 't5-tiny' "
+                              f"(got '{size}')", "model.size")
+        return EncoderForPretraining(config, sentence_task=sentence_task, generator=generator)
+    if sentence_task:
+        raise ConfigError(f"NSP/SOP need an encoder (a bert-* or albert-* size), got '{size}'", "model.size")
+    if not seq2seq and config.variant != "encoder_only":
+        raise ConfigError(f"an MLM objective on '{size}' needs variant = \"encoder_only\" (labels align with the "
+                          f"inputs); or pick a T5 objective such as span_corruption", "model.variant")
+    if seq2seq and config.variant == "encoder_only":
+        raise ConfigError("a T5 objective needs a decoder; use variant = \"encoder_decoder\" or \"decoder_only\"",
+                          "model.variant")
+    return EncoderDecoderModel(config, generator=generator)
+
+
+def setup(config: PretrainConfig) -> Setup:
+    """Open the data, check it against the tokenizer and model, build objective and model (no training)."""
+    from ..data.shards import Shards
+    from ..data.tokenizer import load_tokenizer, special_ids, tokenizer_hash
+
+    if config.data.shards is None:
+        raise ConfigError("set data.shards to a folder made by 'maskbench prepare'", "data.shards")
+    shards_dir = Path(config.data.shards)
+    if not shards_dir.exists():
+        raise DataError(f"shards folder not found: {shards_dir}; create it with 'maskbench prepare' "
+                        f"or fix data.shards")
+    shards = Shards.open(shards_dir)
+    manifest = shards.manifest
+    tokenizer_path = Path(config.data.tokenizer) if config.data.tokenizer else shards.tokenizer_path
+    tokenizer = load_tokenizer(tokenizer_path)
+    expected = manifest.get("tokenizer_hash")
+    if expected and tokenizer_hash(tokenizer) != expected:
+        raise DataError(f"tokenizer {tokenizer_path} does not match the shards in {shards_dir} (their manifest "
+                        f"records another tokenizer hash); use the tokenizer the shards were prepared with")
+    special = special_ids(tokenizer)
+    vocab = tokenizer.get_vocab_size(with_added_tokens=True)
+    objective, reference = build_objectives(config.objective, special, vocab, config.eval.reference_rate,
+                                            config.eval.reference_replace)
+    seq2seq = is_seq2seq(objective)
+    sentence_task = getattr(objective, "sentence_task", None)
+    def new_model():
+        return build_model(config.model, vocab, sentence_task, seq2seq, config.seed, special)
+
+    model = new_model()
+    seq_len = config.data.seq_len or int(manifest.get("seq_len", 128))
+    if seq2seq:
+        lengths = getattr(objective, "lengths", None)
+        raw_seq_len = lengths(seq_len)[0] if callable(lengths) else seq_len - 1
+    else:
+        raw_seq_len = seq_len
+        max_positions = getattr(model.config, "max_positions", None)
+        if max_positions is not None and seq_len > max_positions:
+            raise ConfigError(f"{seq_len} exceeds the model's max_positions {max_positions}", "data.seq_len")
+    terms = SEQ2SEQ_TERMS if seq2seq else ENCODER_TERMS + ((SENTENCE_TERM,) if sentence_task else ())
+    signature = inspect.signature(model.forward).parameters
+    model_keys = tuple(k for k in ("input_ids", "attention_mask", "token_type_ids", "labels", "sentence_label")
+                       if k in signature)
+    notes = [getattr(objective, "summary", lambda: str(objective))()]
+    return Setup(config=config, shards_dir=shards_dir, tokenizer_path=tokenizer_path, tokenizer=tokenizer,
+                 objective=objective, reference=reference, model=model, seq2seq=seq2seq, raw_seq_len=raw_seq_len,
+                 terms=terms, model_keys=model_keys, new_model=new_model, notes=notes)
+
+
+# --- run folder --------------------------------------------------------------------------------------------
+
+def resolved_config(config: PretrainConfig) -> PretrainConfig:
+    """The config as stored in config.toml: absolute data paths, the current format version."""
+    data = dataclasses.replace(
+        config.data,
+        shards=Path(config.data.shards).resolve() if config.data.shards else None,
+        tokenizer=Path(config.data.tokenizer).resolve() if config.data.tokenizer else None)
+    return dataclasses.replace(config, data=data, format_version=FORMAT_VERSION)
+
+
+def _first_difference(a: Any, b: Any, prefix: str = "") -> str | None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(set(a) | set(b)):
+            found = _first_difference(a.get(key), b.get(key), f"{prefix}.{key}" if prefix else key)
+            if found:
+                return found
+        return None
+    return None if a == b else prefix
+
+
+def check_resume_compatible(saved: PretrainConfig, new: PretrainConfig) -> None:
+    a, b = to_dict(resolved_config(saved)), to_dict(resolved_config(new))
+    for section in RESUMABLE_CHANGES:
+        a.pop(section, None)
+        b.pop(section, None)
+    key = _first_difference(a, b)
+    if key:
+        raise ConfigError("differs from the run's config.toml; resume with the same settings (only budget, eval, "
+                          "log, checkpoint and distributed settings may change)", key)
+
+
+def open_run_dir(out_dir: Path, config: PretrainConfig, resume: bool, world: World) -> None:
+    """Refuse to mix runs; create the folder and write config.toml (an unwritable folder fails here)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise MaskbenchError(f"--out {out_dir} is a file; choose a folder")
+    holds_run = out_dir.is_dir() and any((out_dir / name).exists() for name in ("config.toml", "metrics.jsonl",
+                                                                               "checkpoints"))
+    if holds_run and not resume:
+        raise MaskbenchError(f"{out_dir} already holds a run; pass --resume to continue it or choose another --out")
+    if resume and holds_run and (out_dir / "config.toml").is_file():
+        saved = load_pretrain_config(out_dir / "config.toml")
+        check_resume_compatible(saved, config)
+    if not world.is_main:
+        return
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.toml").parent.mkdir(exist_ok=True)
+        from ..io import write_text
+
+        write_text(out_dir / "config.toml", dumps_toml(resolved_config(config)))
+    except (OSError, MaskbenchError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise MaskbenchError(f"cannot write to {out_dir}: {reason}; choose a writable --out") from None
+
+
+# --- the loop ----------------------------------------------------------------------------------------------
+
+class Trainer:
+    """One pretraining run; `run()` returns the summary. Built by `pretrain()`."""
+
+    def __init__(self, config: PretrainConfig, out_dir: str | Path, resume: bool = False):
+        self.config = config
+        self.out_dir = Path(out_dir)
+        self.resume = resume
+        self.world = init_world(config.distributed, config.device)
+        self.log: MetricsLog | None = None
+
+    # set-up -----------------------------------------------------------------------------------------------
+    def _prepare(self) -> None:
+        cfg, world = self.config, self.world
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.setup = setup(cfg)
+        open_run_dir(self.out_dir, cfg, self.resume, world)
+        self.accumulation = cfg.batch.accumulation(world.world_size)
+        per_rank = cfg.batch.size // world.world_size
+        from ..data.loader import PretrainBatches
+
+        pairs = getattr(self.setup.objective, "sentence_task", None)
+        add_special = not self.setup.seq2seq
+        self.loader = PretrainBatches(self.setup.shards_dir, "train", batch_size=per_rank,
+                                      seq_len=self.setup.raw_seq_len, seed=cfg.seed, pairs=pairs,
+                                      add_special=add_special, rank=world.rank, world_size=world.world_size)
+        eval_size = cfg.eval.batch_size or cfg.batch.size
+        if eval_size % world.world_size:
+            raise ConfigError(f"{eval_size} sequences do not split over {world.world_size} processes",
+                              "eval.batch_size")
+        self.val_loader = None
+        self.eval_disabled_reason = ""
+        try:
+            self.val_loader = PretrainBatches(self.setup.shards_dir, "validation", batch_size=eval_size,
+                                              seq_len=self.setup.raw_seq_len, seed=cfg.eval.seed, pairs=pairs,
+                                              add_special=add_special)
+        except DataError as e:
+            self.eval_disabled_reason = str(e)
+        self.multiplier = int(getattr(self.setup.objective, "batch_multiplier", 1))
+        self.device = world.device
+        self.raw_model = self.setup.model.to(self.device)
+        sample = None
+        if world.distributed and not world.fsdp:
+            probe = self.setup.objective(self.loader.get_global(0), generator=stream_generator(cfg.seed, TRAIN_STREAM, 0))
+            probe = {k: v[:2] for k, v in probe.items() if k in self.setup.model_keys}
+            sample = to_device(probe, self.setup.model_keys, self.device)
+        self.model = wrap_model(self.raw_model, world, sample)
+        self.optimizer = build_optimizer(self.model, cfg.optim, self.device)
+        budget = cfg.budget
+        self.total_steps = budget.steps
+        self.total_seconds = budget.seconds
+        self.schedule = Schedule(cfg.schedule, cfg.optim.lr, budget.steps if budget.seconds is None else None,
+                                 budget.seconds)
+        if cfg.compile:
+            self.model = torch.compile(self.model)
+        self.step = 0
+        self.elapsed = 0.0
+        self.tokens = 0
+        self.window = torch.zeros(2 + 3 * len(self.setup.terms), dtype=torch.float64, device=self.device)
+        self.window_steps = 0
+        self.last_eval_step = -1
+        self.last_checkpoint_step = -1
+        self.last_eval: dict = {}
+        self.last_train: dict = {}
+        self.first_bad_step = torch.full((), math.inf, dtype=torch.float64, device=self.device)
+        torch.manual_seed(cfg.seed * 1_000_003 + world.rank)
+        self.checkpoints_dir = self.out_dir / "checkpoints"
+        if self.resume:
+            self._restore()
+
+    def _restore(self) -> None:
+        warn = ckpt.warn_to_stderr if self.world.is_main else (lambda message: None)
+        path = ckpt.latest_valid_checkpoint(self.checkpoints_dir, warn=warn)
+        if path is None:
+            if self.world.is_main and ckpt.list_checkpoints(self.checkpoints_dir):
+                warn("no valid checkpoint left; starting from step 0")
+            if self.world.is_main:
+                truncate_metrics(self.out_dir / "metrics.jsonl", 0)
+            return
+        loaded = ckpt.read_checkpoint(path)
+        state = loaded.trainer_state
+        if state.get("global_batch") != self.config.batch.size:
+            raise CheckpointError(f"{path.name} was trained with batch.size {state.get('global_batch')}; "
+                                  f"resume with the same global batch")
+        try:
+            load_full_state_dicts(self.model, self.optimizer, loaded.model_state, loaded.optimizer_state, self.world)
+        except (RuntimeError, KeyError, ValueError) as e:
+            raise CheckpointError(f"{path} does not fit this model: {str(e).splitlines()[0]}") from None
+        self.step = int(state["step"])
+        self.elapsed = float(state["elapsed"])
+        self.tokens = int(state["tokens"])
+        self.window_steps = int(state["window_steps"])
+        self.window = torch.tensor(state["window"], dtype=torch.float64, device=self.device)
+        self.last_eval_step = int(state.get("last_eval_step", -1))
+        self.last_checkpoint_step = self.step
+        self.last_eval = dict(state.get("last_eval", {}))
+        self.last_train = dict(state.get("last_train", {}))
+        local = {name.split(".", 1)[1]: tensor for name, tensor in loaded.rng_tensors.items()
+                 if name.startswith(f"rank{self.world.rank}.")}
+        if local:
+            ckpt.restore_local_rng_state(local, self.device)
+        elif self.world.is_main:
+            ckpt.warn_to_stderr(f"{path.name} has no RNG state for rank {self.world.rank} (it was written by "
+                                f"{state.get('world_size')} processes); dropout masks will differ from a run that "
+                                f"never stopped")
+        if self.world.is_main:
+            ckpt.restore_python_rng_state(loaded.rng_json)
+            truncate_metrics(self.out_dir / "metrics.jsonl", self.step)
+            self._message(f"resumed from {path} (step {self.step})")
+
+    # helpers ----------------------------------------------------------------------------------------------
+    def _message(self, text: str) -> None:
+        if self.log is not None:
+            self.log.message(text)
+        elif self.world.is_main:
+            print(text, file=sys.stderr)
+
+    def _finished(self) -> bool:
+        if self.total_steps is not None and self.step >= self.total_steps:
+            return True
+        return self.total_seconds is not None and self.elapsed >= self.total_seconds
+
+    def _check_finite(self, force: bool = False) -> None:
+        """Stop on a NaN/inf loss or gradient norm: every step in one CPU process; otherwise at each log line
+        and before each checkpoint, agreed by all ranks (no per-step sync; no checkpoint after a bad step)."""
+        if not force and (self.device.type != "cpu" or self.world.distributed):
+            return
+        bad = self.world.all_reduce_min(self.first_bad_step.clone())
+        value = float(bad)
+        if math.isfinite(value):
+            last = ckpt.list_checkpoints(self.checkpoints_dir)
+            keep = f"the last good checkpoint is {last[-1][1]}" if last else "no checkpoint was written"
+            raise TrainingDiverged(f"the loss became NaN or infinite at step {int(value) + 1}; stopped, {keep} "
+                                   f"(lower optim.lr, raise schedule warm-up or set optim.grad_clip, then --resume)")
+
+    # one step ---------------------------------------------------------------------------------------------
+    def _train_step(self) -> None:
+        cfg, world, s = self.config, self.world, self.setup
+        raw = self.loader.get_global(self.step)
+        batch = s.objective(raw, generator=stream_generator(cfg.seed, TRAIN_STREAM, self.step))
+        counts = count_predictions(batch, s.terms)
+        scales = [world.world_size / c if c else 0.0 for c in counts]
+        rows = rank_rows(batch, world)
+        n_rows = rows["input_ids"].shape[0]
+        micro = n_rows // self.accumulation
+        self.schedule.apply(self.optimizer, self.step, self.elapsed)
+        stats = torch.zeros(2 + 3 * len(s.terms), dtype=torch.float64, device=self.device)
+        for index in range(self.accumulation):
+            part = {k: v[index * micro:(index + 1) * micro] for k, v in rows.items()
+                    if k in s.model_keys}
+            part = to_device(part, s.model_keys, self.device)
+            with no_sync(self.model, world, skip=index < self.accumulation - 1):
+                with autocast(self.device, cfg.precision):
+                    out = self.model(**part)
+                loss = None
+                for i, term in enumerate(s.terms):
+                    if not scales[i]:
+                        continue
+                    contribution = out[term.loss_key] * out[term.count_key] * scales[i]
+                    loss = contribution if loss is None else loss + contribution
+                    stats[1 + 3 * i] += contribution.detach().double() / world.world_size
+                    stats[2 + 3 * i] += out[term.correct_key].detach().double()
+                    stats[3 + 3 * i] += out[term.count_key].detach().double()
+                if loss is None:
+                    loss = sum(p.sum() * 0.0 for p in self.raw_model.parameters())
+                loss.backward()
+        stats[0] = stats[1:-1:3].sum()
+        grad_norm = None
+        if cfg.optim.grad_clip > 0:
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
+            if hasattr(grad_norm, "full_tensor"):
+                grad_norm = grad_norm.full_tensor()
+            stats[-1] = grad_norm.detach().to(stats.dtype)
+            finite = torch.isfinite(stats[0]) & torch.isfinite(stats[-1])
+        else:
+            finite = torch.isfinite(stats[0])
+        self.first_bad_step = torch.where(finite | torch.isfinite(self.first_bad_step), self.first_bad_step,
+                                          torch.full_like(self.first_bad_step, self.step))
+        self._check_finite()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.window += stats
+        self.window_steps += 1
+        self.tokens += raw["input_ids"].numel()
+        self.step += 1
+
+    # logging, evaluation, checkpoints ---------------------------------------------------------------------
+    def _flush_window(self, window_seconds: float, window_tokens: int) -> None:
+        if self.window_steps == 0:
+            return
+        self._check_finite(force=True)
+        sums = self.world.all_reduce_sum(self.window.clone()).cpu().tolist()
+        steps = self.window_steps
+        record: dict[str, Any] = {"step": self.step, "kind": "train", "loss": sums[0] / steps}
+        for i, term in enumerate(self.setup.terms):
+            loss_sum, correct, count = sums[1 + 3 * i:4 + 3 * i]
+            record[f"{term.name}_loss"] = loss_sum / steps
+            if count:
+                record[f"{term.name}_accuracy"] = correct / count
+        record["lr"] = self.optimizer.param_groups[0]["lr"]
+        if self.config.optim.grad_clip > 0:
+            record["grad_norm"] = sums[-1] / steps / self.world.world_size
+        record["tokens"] = self.tokens
+        record["tokens_per_s"] = window_tokens / window_seconds if window_seconds > 0 else 0.0
+        record["elapsed_s"] = self.elapsed
+        self.last_train = record
+        if self.log is not None:
+            self.log.write(record)
+        self.window.zero_()
+        self.window_steps = 0
+
+    def _evaluate(self) -> None:
+        if self.val_loader is None:
+            return
+        cfg = self.config
+        batches = min(cfg.eval.batches, len(self.val_loader))
+        metrics = evaluate(self.raw_model, self.val_loader, self.setup.objective, self.setup.terms, self.setup.model_keys,
+                           batches, cfg.eval.seed, self.world, cfg.precision, reference=self.setup.reference)
+        self.last_eval = {"step": self.step, "kind": "eval", **metrics}
+        self.last_eval_step = self.step
+        if self.log is not None:
+            self.log.write(self.last_eval)
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+            self.log.message(f"eval @ step {self.step}: {shown}")
+
+    def _save_checkpoint(self) -> None:
+        self._check_finite(force=True)
+        model_state, optimizer_state = full_state_dicts(self.model, self.optimizer, self.world)
+        rng = self.world.gather_rng(ckpt.local_rng_state(self.device))
+        if self.world.is_main:
+            from ..models.checkpoint import save_model
+
+            plain = self._plain_model(model_state)
+
+            def write_model(folder: Path) -> None:
+                save_model(plain, folder)
+
+            trainer_state = {
+                "format_version": FORMAT_VERSION, "step": self.step, "elapsed": self.elapsed, "tokens": self.tokens,
+                "window": self.window.cpu().tolist(), "window_steps": self.window_steps,
+                "last_eval_step": self.last_eval_step,
+                "last_eval": self.last_eval, "last_train": self.last_train, "world_size": self.world.world_size,
+                "global_batch": self.config.batch.size, "loader": self.loader.state(self.step),
+            }
+            payload = ckpt.CheckpointPayload(
+                step=self.step, write_model=write_model, optimizer_state=optimizer_state,
+                scheduler_state={**self.schedule.state_dict(), "step": self.step, "elapsed": self.elapsed,
+                                 "lr": self.optimizer.param_groups[0]["lr"]},
+                trainer_state=trainer_state, rng_tensors=rng, rng_json=ckpt.python_rng_state(),
+                config_toml=dumps_toml(resolved_config(self.config)))
+            ckpt.write_checkpoint(self.checkpoints_dir, payload, self.config.checkpoint.keep)
+        self.world.barrier()
+        self.last_checkpoint_step = self.step
+
+    def _plain_model(self, model_state: dict | None) -> torch.nn.Module:
+        """The model as one unsharded module (under FSDP: a CPU copy filled from the gathered state)."""
+        if not self.world.fsdp:
+            return self.raw_model
+        plain = self.setup.new_model()
+        plain.load_state_dict(model_state)
+        return plain
+
+    def _save_final_model(self) -> Path:
+        from ..io import atomic_dir
+        from ..models.checkpoint import save_model
+
+        target = self.out_dir / "model"
+        model_state = full_state_dicts(self.model, self.optimizer, self.world)[0] if self.world.fsdp else None
+        if self.world.is_main:
+            try:
+                plain = self._plain_model(model_state)
+                with atomic_dir(target) as tmp:
+                    save_model(plain, tmp, extra={"pretrain": {"step": self.step, "tokens": self.tokens}})
+                    shutil.copyfile(self.setup.tokenizer_path if self.setup.tokenizer_path.is_file()
+                                    else self.setup.tokenizer_path / "tokenizer.json", tmp / "tokenizer.json")
+            except OSError as e:
+                raise MaskbenchError(f"cannot write the final model to {target}: {e.strerror or e}; the checkpoints "
+                                     f"are intact (free space, then --resume)") from e
+        self.world.barrier()
+        return target
+
+    # the run ----------------------------------------------------------------------------------------------
+    def run(self) -> dict:
+        threads = torch.get_num_threads()
+        try:
+            self._prepare()
+            return self._run()
+        finally:
+            if self.log is not None:
+                self.log.close()
+            close_world(self.world)
+            torch.set_num_threads(threads)  # `threads` applies to this run, not to the caller's process
+
+    def _announce(self) -> None:
+        s, cfg, world = self.setup, self.config, self.world
+        n_params = sum(p.numel() for p in self.raw_model.parameters())
+        rows = cfg.batch.size * self.multiplier
+        budget = (f"{self.total_steps} steps" if self.total_seconds is None else
+                  f"{cfg.budget.time} of training" + (f" (at most {self.total_steps} steps)" if self.total_steps else ""))
+        lines = [f"pretrain: {type(self.raw_model).__name__} ({n_params / 1e6:.2f}M parameters) on {self.device}, "
+                 f"{world.world_size} process(es), {cfg.precision}, budget {budget}"]
+        lines += [f"objective {note}" for note in s.notes]
+        if self.multiplier > 1:
+            lines.append(f"batch multiplier {self.multiplier}: {cfg.batch.size} sequences per step become {rows} "
+                         f"rows through the model (predict_rate > mask_rate)")
+        lines.append(f"batch {cfg.batch.size} x {s.raw_seq_len} tokens, {self.accumulation} micro-batch(es) per "
+                     f"process and step; optimiser {cfg.optim.name} lr {cfg.optim.lr:g}")
+        if self.val_loader is None:
+            lines.append(f"no evaluation: {self.eval_disabled_reason}")
+        for line in lines:
+            self._message(line)
+
+    def _run(self) -> dict:
+        cfg, world = self.config, self.world
+        total = self.total_seconds if self.total_seconds is not None else self.total_steps
+        initial = self.elapsed if self.total_seconds is not None else self.step
+        self.log = MetricsLog(self.out_dir, enabled=world.is_main, progress=cfg.log.progress,
+                              tensorboard=cfg.log.tensorboard, total=total, by_time=self.total_seconds is not None,
+                              initial=initial)
+        self._announce()
+        start_step = self.step
+        window_start = time.perf_counter()
+        window_tokens = 0
+        wall_start = time.perf_counter()
+        train_seconds = 0.0
+        stopped_by = "steps"
+        while not self._finished():
+            t0 = time.perf_counter()
+            tokens_before = self.tokens
+            self._train_step()
+            if self.device.type == "cuda" and (self.step % cfg.log.every == 0):
+                torch.cuda.synchronize(self.device)
+            dt = time.perf_counter() - t0
+            self.elapsed += dt
+            if self.total_seconds is not None:  # one clock for all ranks: they must stop at the same step
+                self.elapsed = world.broadcast_float(self.elapsed)
+            train_seconds += dt
+            window_tokens += self.tokens - tokens_before
+            finished = self._finished()
+            if self.step % cfg.log.every == 0 or finished:
+                self._flush_window(time.perf_counter() - window_start, window_tokens)
+                window_start, window_tokens = time.perf_counter(), 0
+            if self.log is not None:
+                postfix = {}
+                if self.last_train:
+                    postfix["loss"] = f"{self.last_train['loss']:.4f}"
+                    postfix["tok/s"] = f"{self.last_train['tokens_per_s']:.0f}"
+                self.log.advance(dt if self.total_seconds is not None else 1, postfix)
+            if cfg.eval.every and self.step % cfg.eval.every == 0 and not finished:
+                self._evaluate()
+            if cfg.checkpoint.every and self.step % cfg.checkpoint.every == 0 and not finished:
+                self._save_checkpoint()
+        if self.total_seconds is not None and self.elapsed >= self.total_seconds and \
+                (self.total_steps is None or self.step < self.total_steps):
+            stopped_by = "time"
+        self._flush_window(time.perf_counter() - window_start, window_tokens)
+        if cfg.eval.at_end and self.last_eval_step != self.step:
+            self._evaluate()
+        if cfg.checkpoint.final and self.last_checkpoint_step != self.step:
+            self._save_checkpoint()
+        model_dir = self._save_final_model()
+        wall = time.perf_counter() - wall_start
+        steps_run = self.step - start_step
+        rows_per_step = cfg.batch.size
+        summary = {
+            "steps": self.step,
+            "steps_this_run": steps_run,
+            "tokens": self.tokens,
+            "train_seconds": train_seconds,
+            "wall_seconds": wall,
+            "tokens_per_s": (steps_run * rows_per_step * self.setup.raw_seq_len / train_seconds)
+            if train_seconds > 0 else 0.0,
+            "stopped_by": stopped_by,
+            "batch_multiplier": self.multiplier,
+            "world_size": world.world_size,
+            "final": {k: v for k, v in self.last_train.items() if k not in ("kind",)},
+            "eval": {k: v for k, v in self.last_eval.items() if k not in ("kind",)},
+            "run_dir": str(self.out_dir),
+            "model_dir": str(model_dir),
+        }
+        if world.is_main:
+            write_json(self.out_dir / "summary.json", summary)
+            eta = format_eta(wall)
+            self._message(f"done: {self.step} steps, {summary['tokens_per_s']:.0f} tokens/s, wall {eta}; "
+                          f"model in {model_dir}")
+        return summary
+
+
+def pretrain(config: PretrainConfig, out_dir: str | Path, resume: bool = False) -> dict:
+    """Pretrain a model as `config` says, into the run folder `out_dir`; returns the summary.
+
+    Run folder: `config.toml` (resolved), `metrics.jsonl`, `checkpoints/step-NNNNNNN/`, `model/` (final model +
+    `tokenizer.json`), `summary.json`. With `resume=True` it continues from the newest valid checkpoint.
+    Under torchrun each process calls this; rank 0 writes the files.
+    """
+    return Trainer(config, out_dir, resume).run()
+
+
+def read_metrics(run_dir: str | Path, kind: str | None = "train") -> list[dict]:
+    """The records of a run's metrics.jsonl (of one kind, or all with kind=None)."""
+    records = read_jsonl(Path(run_dir) / "metrics.jsonl")
+    return [r for r in records if kind is None or r.get("kind") == kind]
