@@ -45,7 +45,7 @@ def _check(args: argparse.Namespace) -> int:
     """Build one objective from `--set objective.KEY=VALUE` with the data stage's special ids and show it."""
     from ..config import apply_overrides
     from ..data.tokenizer import SpecialIds
-    from . import build_objective_for_tokenizer, objective_params
+    from .registry import build_objective_for_tokenizer, objective_params
 
     params = apply_overrides({"objective": {}}, args.overrides)
     unknown = [key for key in params if key != "objective"]
@@ -62,7 +62,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from . import list_objectives
+    from .registry import list_objectives
 
     if args.name:
         return _check(args)

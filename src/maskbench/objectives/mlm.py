@@ -100,6 +100,7 @@ class MaskedLM:
     pmi_path: str | None = None
     sentence: str | None = None
     _special: torch.Tensor = field(init=False, repr=False, compare=False)
+    _plain: torch.Tensor = field(init=False, repr=False, compare=False)
     _pool: torch.Tensor = field(init=False, repr=False, compare=False)
     _pmi: object = field(init=False, repr=False, compare=False, default=None)
 
@@ -127,6 +128,7 @@ class MaskedLM:
                     "predict_rate")
         specials = sorted(set(self.special_ids) | {self.mask_id})
         self._special = selection.special_table(self.vocab_size, specials)
+        self._plain = ~self._special
         self._pool = replacement_pool(self.vocab_size, specials)
         if self.replace[1] > 0 and len(self._pool) == 0:
             raise ConfigError("every vocabulary id is special, so no random replacement token exists", "replace")
@@ -184,33 +186,40 @@ class MaskedLM:
     def select(self, batch: dict, generator: torch.Generator) -> torch.Tensor:
         """Copy index [B, L] of every corrupted token (0..k-1), or -1 where the token stays untouched."""
         ids = batch["input_ids"]
-        maskable = selection.maskable_positions(ids, batch.get("attention_mask"), self._special)
-        selection.check_every_row_maskable(maskable)
-        sparse = self._select_sparse(batch, maskable, generator)
+        maskable = selection.maskable_positions(ids, batch.get("attention_mask"), self._special, self._plain)
+        counts = selection.check_every_row_maskable(maskable)
+        sparse = self._select_sparse(batch, maskable, generator, counts)
         copies = torch.full_like(ids, selection.NOT_SELECTED)
         copies[sparse.rows, sparse.cols] = sparse.copy
         return copies
 
-    def _select_sparse(self, batch: dict, maskable: torch.Tensor,
-                       generator: torch.Generator) -> selection.SparseSelection:
+    def _select_sparse(self, batch: dict, maskable: torch.Tensor, generator: torch.Generator,
+                       counts: torch.Tensor) -> selection.SparseSelection:
         k = self.batch_multiplier
         if self.unit == "token":
-            return selection.token_selection(maskable, self.mask_rate, k, self.sampling, generator)
+            return selection.token_selection(maskable, self.mask_rate, k, self.sampling, generator, counts=counts,
+                                             ranked=self._predicts_a_subset)
         starts, cuttable = self.unit_starts(batch, maskable, generator)
+        if cuttable is None:
+            return selection.unit_selection(starts, maskable, counts, self.mask_rate, k, self.sampling, generator)
         copies = selection.assign_copies(starts, maskable, self.mask_rate, k, self.sampling, generator,
                                          word_starts=cuttable)
         rows, cols = (copies >= 0).nonzero(as_tuple=True)
         return selection.SparseSelection(rows, cols, copies[rows, cols], torch.empty(0, dtype=torch.long))
 
-    def _predicted(self, sparse: selection.SparseSelection, maskable: torch.Tensor,
-                   generator: torch.Generator) -> torch.Tensor | None:
+    @property
+    def _predicts_a_subset(self) -> bool:
+        return self.predict_rate is not None and self.predict_rate < self.mask_rate * (1 - 1e-9)
+
+    def _predicted(self, sparse: selection.SparseSelection, maskable: torch.Tensor, generator: torch.Generator,
+                   n: torch.Tensor) -> torch.Tensor | None:
         """With predict_rate < mask_rate, which selected tokens the loss predicts (None: all of them)."""
-        if self.predict_rate is None or self.predict_rate >= self.mask_rate * (1 - 1e-9):
+        if not self._predicts_a_subset:
             return None
         if self.sampling == "bernoulli":
             u = torch.rand(sparse.rows.shape, generator=generator, device=maskable.device)
             return u < self.predict_rate / self.mask_rate
-        counts = selection.target_counts(maskable.sum(dim=1), self.predict_rate)
+        counts = selection.target_counts(n, self.predict_rate)
         if self.unit == "token":  # ranks are already in random order
             return sparse.rank < counts[sparse.rows]
         selected = torch.zeros_like(maskable)
@@ -223,18 +232,20 @@ class MaskedLM:
         ids = batch["input_ids"]
         if "attention_mask" not in batch:
             batch = {**batch, "attention_mask": torch.ones_like(ids)}
-        maskable = selection.maskable_positions(ids, batch["attention_mask"], self._special)
-        selection.check_every_row_maskable(maskable)
-        sparse = self._select_sparse(batch, maskable, generator)
-        predicted = self._predicted(sparse, maskable, generator)
+        maskable = selection.maskable_positions(ids, batch["attention_mask"], self._special, self._plain)
+        counts = selection.check_every_row_maskable(maskable)
+        sparse = self._select_sparse(batch, maskable, generator, counts)
+        predicted = self._predicted(sparse, maskable, generator, counts)
         k = self.batch_multiplier
-        rows = sparse.rows
+        flat = sparse.flat
         if k > 1:
             batch = repeat_batch(batch, ids.shape[0], k)
-            rows = rows * k + sparse.copy
+            flat = (sparse.rows * k + sparse.copy) * ids.shape[1] + sparse.cols
+        elif flat is None:
+            flat = sparse.rows * ids.shape[1] + sparse.cols
         out = dict(batch)
-        out["input_ids"], out["labels"] = corrupt_positions(batch["input_ids"], rows, sparse.cols, predicted,
-                                                            self.replace, self.mask_id, self._pool, generator)
+        out["input_ids"], out["labels"] = corrupt_flat(batch["input_ids"], flat, predicted, self.replace,
+                                                       self.mask_id, self._pool, generator)
         return out
 
 
@@ -242,23 +253,37 @@ def corrupt_positions(ids: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
                       split: tuple[float, float, float], mask_id: int, pool: torch.Tensor,
                       generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """(corrupted ids, labels) from coordinates: only the selected positions are read, drawn for and written."""
-    flat = rows * ids.shape[1] + cols
-    original = ids.reshape(-1)[flat]
-    u = torch.rand(flat.shape, generator=generator, device=ids.device)
-    values = torch.where(u < split[0], mask_id, original)
+    return corrupt_flat(ids, rows * ids.shape[1] + cols, predicted, split, mask_id, pool, generator)
+
+
+def corrupt_flat(ids: torch.Tensor, flat: torch.Tensor, predicted: torch.Tensor | None,
+                 split: tuple[float, float, float], mask_id: int, pool: torch.Tensor,
+                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(corrupted ids, labels) from flat positions (row * L + column).
+
+    One uniform draw per selected position decides mask / random / keep (two compares); the random ids are
+    one `randint` over the non-special pool and a gather from it. Nothing full-size is built besides the two
+    outputs."""
+    device = ids.device
+    original = ids.reshape(-1).index_select(0, flat)
+    u = torch.rand(flat.shape, generator=generator, device=device)
+    values = original
     if split[1] > 0:
-        pool = pool.to(ids.device)
-        picks = pool[torch.randint(len(pool), flat.shape, generator=generator, device=ids.device)]
-        values = torch.where((u >= split[0]) & (u < split[0] + split[1]), picks, values)
-    corrupted = ids.clone()
-    corrupted.view(-1)[flat] = values
-    labels = torch.full_like(ids, IGNORE_INDEX)
+        pool = pool.to(device)
+        picks = pool.index_select(0, torch.randint(len(pool), flat.shape, generator=generator, device=device))
+        values = torch.where(u < split[0] + split[1], picks, values)
+    if split[0] > 0:
+        values = torch.where(u < split[0], mask_id, values)
+    corrupted = ids.clone(memory_format=torch.contiguous_format)
+    corrupted.view(-1).index_copy_(0, flat, values)
+    labels = torch.full_like(corrupted, IGNORE_INDEX)
     if predicted is None:
-        labels.view(-1)[flat] = original
+        labels.view(-1).index_copy_(0, flat, original)
     else:
-        labels.view(-1)[flat[predicted]] = original[predicted]
+        keep = predicted.nonzero().squeeze(1)
+        labels.view(-1).index_copy_(0, flat.index_select(0, keep), original.index_select(0, keep))
     return corrupted, labels
 
 
-__all__ = ["MaskedLM", "IGNORE_INDEX", "apply_replacement", "corrupt_positions", "replacement_pool", "check_split",
-           "check_wiring", "repeat_batch"]
+__all__ = ["MaskedLM", "IGNORE_INDEX", "apply_replacement", "corrupt_positions", "corrupt_flat", "replacement_pool",
+           "check_split", "check_wiring", "repeat_batch"]

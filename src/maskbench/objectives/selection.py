@@ -14,15 +14,20 @@ Every policy reduces to the same two steps, both vectorised over the batch:
    unit boundaries allow (a unit straddling the target is kept only when that lands nearer to it).
    `bernoulli` selects each unit independently: copy `floor(u / rate)` for a uniform `u` per unit.
 
-Single-token units take a shorter road (`token_selection`): one random key per token, and only the keys
-under a per-row threshold (the need plus a 4-sigma margin) are ranked, in a small [B, ~need] block; the
-result is a list of coordinates, so corruption touches the selected positions only.
+The hot paths (token units; whole words and PMI n-grams, which are never cut) work on coordinates instead
+of [B, L] tensors: int32 keys drawn two per 64-bit generator call, a per-row key cut that keeps only the
+likely candidates (need plus a 4-sigma margin), then either one `kthvalue` per batch (one copy, no
+prediction subset; rows padded so one k serves all) or one 1-D stable sort of `(row << 32) | key`; whole
+words are compacted to a list of units first and expanded back with `repeat_interleave`. Whenever the
+candidates could be short, the same computation runs over everything, so the shortcut never changes the
+result (property tests check each shortcut against its full version). SpanBERT spans keep the dense path.
 
 Nothing here loops over tokens or sequences; each step is a sort, a cumulative sum, a scatter or a gather.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -40,21 +45,26 @@ def special_table(vocab_size: int, special_ids) -> torch.Tensor:
 
 
 def maskable_positions(input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
-                       specials: torch.Tensor) -> torch.Tensor:
-    """Bool [B, L]: attended tokens that are not special (CLS, SEP, PAD, MASK, sentinels...)."""
-    if int(input_ids.max()) >= len(specials) or int(input_ids.min()) < 0:
+                       specials: torch.Tensor, plain: torch.Tensor | None = None) -> torch.Tensor:
+    """Bool [B, L]: attended tokens that are not special (CLS, SEP, PAD, MASK, sentinels...).
+
+    `plain` (= ~specials, cached by the objective) saves a full-size negation; the lookup is one
+    `index_select` over the flattened ids (several times cheaper than advanced indexing)."""
+    low, high = input_ids.aminmax()
+    if int(high) >= len(specials) or int(low) < 0:
         raise ConfigError(f"input_ids hold ids outside the vocabulary [0, {len(specials)}); the objective's "
                           "vocab_size does not match the tokenizer", "vocab_size")
-    maskable = ~specials.to(input_ids.device)[input_ids]
+    table = (~specials if plain is None else plain).to(input_ids.device)
+    maskable = table.index_select(0, input_ids.reshape(-1)).view(input_ids.shape)
     if attention_mask is not None:
-        maskable &= attention_mask.bool()
+        maskable &= attention_mask if attention_mask.dtype == torch.bool else attention_mask.bool()
     return maskable
 
 
 def check_every_row_maskable(maskable: torch.Tensor) -> torch.Tensor:
     """Per-row count of maskable tokens; a row with none is an error (it cannot be given a target)."""
-    counts = maskable.sum(dim=1)
-    if counts.numel() and bool((counts == 0).any()):
+    counts = maskable.count_nonzero(dim=1)
+    if counts.numel() and not bool(counts.all()):
         row = int((counts == 0).nonzero()[0, 0])
         raise ConfigError(f"sequence {row} of the batch has no maskable token (only special or padding tokens); "
                           "drop empty rows before masking or check special_ids")
@@ -114,49 +124,201 @@ class SparseSelection:
     cols: torch.Tensor
     copy: torch.Tensor
     rank: torch.Tensor
+    flat: torch.Tensor | None = None  # rows * L + cols, when the selector has it at hand
+
+
+def random_keys(count: int, generator: torch.Generator, device) -> torch.Tensor:
+    """`count` independent uniform int32 keys (the full int32 range): one 64-bit draw makes two keys, which
+    halves the generator's work against `torch.rand` (the largest full-size cost of token masking)."""
+    raw = torch.empty((count + 1) // 2, dtype=torch.int64, device=device).random_(-(2 ** 63), None,
+                                                                                   generator=generator)
+    return raw.view(torch.int32)[:count]
+
+
+_KEY_SPAN = 2 ** 32
+_KEY_MIN = -(2 ** 31)
+_KEY_MAX = 2 ** 31 - 1
+
+
+def key_threshold(fraction: torch.Tensor) -> torch.Tensor:
+    """int32 threshold t with P(key <= t) ~ fraction (clamped to [0, 1]; fraction >= 1 admits every key)."""
+    t = (fraction.double() * _KEY_SPAN).floor_().add_(_KEY_MIN - 1)
+    return t.clamp_(_KEY_MIN, _KEY_MAX).to(torch.int32)
 
 
 def token_selection(maskable: torch.Tensor, rate: float, copies: int, sampling: str,
-                    generator: torch.Generator, margin: float = 4.0) -> SparseSelection:
+                    generator: torch.Generator, margin: float = 4.0, counts: torch.Tensor | None = None,
+                    ranked: bool = True) -> SparseSelection:
     """Single-token units, as coordinates. `exact`: in each row the copies * target tokens with the smallest
     random keys, in key order, fill copy 0, then copy 1, ...; `bernoulli`: copy floor(u / rate).
 
-    Only the tokens whose key falls under a per-row threshold (the expected need plus a 4-sigma margin) are
-    ranked, so the only full-size work is one random draw and one comparison; a row whose candidates fall
-    short (probability ~1e-5) sends the batch through the exact full ranking instead.
+    Exact sampling ranks only the tokens whose key falls under a per-row threshold (the expected need plus a
+    4-sigma margin): one random draw, one comparison and one compaction are the only full-size work; the
+    candidates (row-major already) are ranked by a single 1-D stable sort of (row << 32 | key). A row whose
+    candidates fall short (probability ~1e-5) sends the batch through the same ranking over every maskable
+    token, which gives the identical result (the test suite checks this).
+
+    `ranked=False` (one copy, no prediction subset: the common case) skips the ranking: a per-row k-th
+    smallest key (`kthvalue` on a small [B, ~need] block) is the cut, and the same tokens come out in
+    position order with rank 0.
     """
     batch, length = maskable.shape
     device = maskable.device
-    keys = _uniform((batch, length), generator, device)
-    keys.masked_fill_(~maskable, 2.0)
+    keys = random_keys(batch * length, generator, device)
     if sampling == "bernoulli":
-        rows, cols = (keys < rate * copies).nonzero(as_tuple=True)
-        copy = torch.floor(keys[rows, cols] / rate).long().clamp_(max=copies - 1)
-        return SparseSelection(rows, cols, copy, torch.zeros_like(copy))
-    n = maskable.sum(dim=1)
+        cut = min(_KEY_MAX, max(_KEY_MIN, math.floor(rate * copies * _KEY_SPAN) + _KEY_MIN - 1))
+        flat = ((keys <= cut).view(batch, length) & maskable).view(-1).nonzero().squeeze(1)
+        rows = torch.div(flat, length, rounding_mode="floor")
+        if copies == 1:
+            copy = torch.zeros_like(flat)
+        else:
+            u = keys.index_select(0, flat).to(torch.int64) - _KEY_MIN
+            copy = torch.div(u, rate * _KEY_SPAN, rounding_mode="floor").long().clamp_(max=copies - 1)
+        return SparseSelection(rows, flat - rows * length, copy, torch.zeros_like(copy), flat)
+    n = maskable.count_nonzero(dim=1) if counts is None else counts
     target = target_counts(n, rate)
     need = (target * copies).minimum(n)
-    threshold = ((need + margin * need.double().sqrt() + 2 * margin) / n.clamp(min=1)).clamp(max=1.0)
-    candidates = keys < threshold.float().view(-1, 1)
-    counts = candidates.sum(dim=1)
-    if bool((counts < need).any()):
-        width = int(need.max())
-        order = smallest_sorted(keys, width)
+    if not ranked and copies == 1 and length <= DENSE_CUT_MAX_LENGTH:
+        dense = _dense_smallest_per_row(keys.view(batch, length), maskable, need)
+        if dense is not None:
+            return dense
+    wanted = need + margin * need.double().sqrt() + 2 * margin
+    candidates = (keys.view(batch, length) <= key_threshold(wanted / n.clamp(min=1)).view(-1, 1)) & maskable
+    flat = candidates.view(-1).nonzero().squeeze(1)
+    rows = torch.div(flat, length, rounding_mode="floor")
+    found = torch.bincount(rows, minlength=batch)
+    if bool((found < need).any()):
+        flat = maskable.view(-1).nonzero().squeeze(1)
+        rows = torch.div(flat, length, rounding_mode="floor")
+        found = n
+    if not ranked and copies == 1:
+        return _smallest_per_row(keys, flat, rows, found, need, length)
+    # rows are non-decreasing and the sort keeps rows together, so rows stay valid after the reordering
+    composite = (rows << 32) | (keys.index_select(0, flat).to(torch.int64) - _KEY_MIN)
+    flat = flat.index_select(0, composite.sort(stable=True).indices)
+    rank = torch.arange(flat.shape[0], device=device) - (found.cumsum(0) - found).index_select(0, rows)
+    keep = (rank < need.index_select(0, rows)).nonzero().squeeze(1)
+    flat, rows, rank = flat.index_select(0, keep), rows.index_select(0, keep), rank.index_select(0, keep)
+    copy = torch.zeros_like(rank) if copies == 1 else torch.div(rank, target.index_select(0, rows),
+                                                                 rounding_mode="floor")
+    return SparseSelection(rows, flat - rows * length, copy, rank, flat)
+
+
+DENSE_CUT_MAX_LENGTH = 256  # up to here one kthvalue over whole rows beats compacting candidates first
+
+
+def _dense_smallest_per_row(keys: torch.Tensor, maskable: torch.Tensor, need: torch.Tensor) -> SparseSelection | None:
+    """Short rows: each row's `need` smallest keys via one `kthvalue` over [B, L + pad] (pads as in
+    `_smallest_per_row`); fewer, larger ops than the candidate path. None when an int32 key tie at a cut
+    (probability ~1e-7 per row) would select too many: the caller then ranks, breaking ties by position."""
+    batch, length = keys.shape
+    most = int(need.max())
+    pad = most - int(need.min())
+    block = torch.empty((batch, length + pad), dtype=torch.int32, device=keys.device)
+    high = torch.tensor(_KEY_MAX, dtype=torch.int32, device=keys.device)
+    torch.where(maskable, keys, high, out=block[:, :length])
+    if pad:
+        room = torch.arange(pad, device=keys.device) < (most - need).view(-1, 1)
+        torch.where(room, torch.tensor(_KEY_MIN, dtype=torch.int32, device=keys.device), high,
+                    out=block[:, length:])
+    cut = block.kthvalue(most, dim=1).values
+    chosen = (keys <= cut.view(-1, 1)) & maskable
+    if bool((chosen.count_nonzero(dim=1) != need).any()):
+        return None
+    flat = chosen.view(-1).nonzero().squeeze(1)
+    rows = torch.div(flat, length, rounding_mode="floor")
+    zeros = torch.zeros_like(flat)
+    return SparseSelection(rows, flat - rows * length, zeros, zeros, flat)
+
+
+def _smallest_per_row(keys: torch.Tensor, flat: torch.Tensor, rows: torch.Tensor, found: torch.Tensor,
+                      need: torch.Tensor, length: int) -> SparseSelection:
+    """Among row-major candidates, each row's `need` smallest keys, ties broken by position (as the stable
+    sort does). The candidates go into a [B, width + pad] block where row b also gets max(need) - need[b]
+    pads below every key, so one `kthvalue(max(need))` gives every row its own cut."""
+    batch, device = found.shape[0], flat.device
+    cols = flat - rows * length
+    values = (keys.index_select(0, flat).to(torch.int64) << 32) + cols  # unique within a row
+    width, most = int(found.max()), int(need.max())
+    pad = most - int(need.min())
+    slot = torch.arange(flat.shape[0], device=device) - (found.cumsum(0) - found).index_select(0, rows)
+    block = torch.full((batch, width + pad), torch.iinfo(torch.int64).max, dtype=torch.int64, device=device)
+    block.view(-1).index_copy_(0, rows * (width + pad) + slot, values)
+    if pad:
+        block[:, width:].masked_fill_(torch.arange(pad, device=device) < (most - need).view(-1, 1),
+                                      torch.iinfo(torch.int64).min)
+    cut = block.kthvalue(most, dim=1).values
+    keep = (values <= cut.index_select(0, rows)).nonzero().squeeze(1)
+    flat, rows, cols = flat.index_select(0, keep), rows.index_select(0, keep), cols.index_select(0, keep)
+    zeros = torch.zeros_like(flat)
+    return SparseSelection(rows, cols, zeros, zeros, flat)
+
+
+def unit_selection(unit_starts: torch.Tensor, maskable: torch.Tensor, counts: torch.Tensor, rate: float,
+                   copies: int, sampling: str, generator: torch.Generator, margin: float = 4.0) -> SparseSelection:
+    """Multi-token units that are never cut (whole words, PMI n-grams), as coordinates: the same choice as
+    `assign_copies` (midpoint rule in key order, over-long units last), computed on a list of units.
+
+    The units come from one compaction of the unit boundaries (each unit runs from its start to the next
+    boundary), draw one key each, and exact sampling ranks only the units whose key falls under a per-row
+    threshold sized for the token need plus a margin: whenever those candidates hold at least the need in
+    tokens, every later unit in key order lies beyond the last copy, so the result equals the full ranking
+    (else the batch takes the full ranking). The chosen units are expanded back to tokens with
+    `repeat_interleave`; nothing after the boundary compaction is full-size.
+    """
+    batch, length = maskable.shape
+    device = maskable.device
+    grid = (unit_starts | ~maskable).nonzero()  # every unit start and every non-maskable token, row-major
+    bound_rows = grid[:, 0]
+    bounds = bound_rows * length + grid[:, 1]
+    following = torch.cat([bounds[1:], bounds.new_full((1,), batch * length)])
+    is_unit = unit_starts.view(-1).index_select(0, bounds)
+    keys = random_keys(bounds.shape[0], generator, device)
+    target = target_counts(counts, rate)
+
+    def units(index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(flat start, row, size in tokens) of the units at these boundary indices."""
+        pos, rows = bounds.index_select(0, index), bound_rows.index_select(0, index)
+        return pos, rows, following.index_select(0, index).minimum((rows + 1) * length) - pos
+
+    if sampling == "bernoulli":
+        cut = min(_KEY_MAX, max(_KEY_MIN, math.floor(rate * copies * _KEY_SPAN) + _KEY_MIN - 1))
+        chosen = ((keys <= cut) & is_unit).nonzero().squeeze(1)
+        pos, rows, size = units(chosen)
+        if copies == 1:
+            copy = torch.zeros_like(chosen)
+        else:
+            u = keys.index_select(0, chosen).to(torch.int64) - _KEY_MIN
+            copy = torch.div(u, rate * _KEY_SPAN, rounding_mode="floor").long().clamp_(max=copies - 1)
     else:
-        width = int(counts.max())
-        rows, cols = candidates.nonzero(as_tuple=True)
-        slot = torch.arange(rows.shape[0], device=device) - (counts.cumsum(0) - counts)[rows]
-        cell = rows * width + slot
-        block = torch.full((batch * width,), 3.0, device=device)
-        block[cell] = keys.masked_select(candidates)
-        block_cols = torch.zeros(batch * width, dtype=torch.long, device=device)
-        block_cols[cell] = cols
-        order = block_cols.view(batch, width).gather(1, block.view(batch, width).argsort(dim=1))
-    rank = torch.arange(order.shape[1], device=device).expand(batch, -1)
-    keep = rank < need.view(-1, 1)
-    rows = torch.arange(batch, device=device).view(-1, 1).expand_as(order)[keep]
-    rank = rank[keep]
-    return SparseSelection(rows, order[keep], torch.div(rank, target[rows], rounding_mode="floor"), rank)
+        need = target * copies
+        wanted = need + margin * (2 * need.double()).sqrt() + 2 * margin
+        row_cut = key_threshold(wanted / counts.clamp(min=1)).index_select(0, bound_rows)
+        chosen = ((keys <= row_cut) & is_unit).nonzero().squeeze(1)
+        pos, rows, size = units(chosen)
+        short = size <= target.index_select(0, rows)
+        held = torch.zeros_like(counts).index_add_(0, rows, size * short)
+        if bool((held < need).any()):
+            chosen = is_unit.nonzero().squeeze(1)
+            pos, rows, size = units(chosen)
+            short = size <= target.index_select(0, rows)
+        # key order within each row, units longer than the per-copy target last (rows stay grouped)
+        composite = (rows << 33) | ((~short).to(torch.int64) << 32) | (keys.index_select(0, chosen).to(torch.int64)
+                                                                       - _KEY_MIN)
+        order = composite.sort(stable=True).indices
+        pos, rows, size = pos.index_select(0, order), rows.index_select(0, order), size.index_select(0, order)
+        ends = size.cumsum(0)
+        row_totals = torch.zeros_like(counts).index_add_(0, rows, size)
+        before = ends - size - (row_totals.cumsum(0) - row_totals).index_select(0, rows)
+        copy = torch.div(2 * before + size, 2 * target.index_select(0, rows), rounding_mode="floor")
+        keep = (copy < copies).nonzero().squeeze(1)
+        pos, rows, size, copy = (t.index_select(0, keep) for t in (pos, rows, size, copy))
+    unit_of_token = torch.repeat_interleave(torch.arange(pos.shape[0], device=device), size)
+    flat = (pos - (size.cumsum(0) - size)).index_select(0, unit_of_token) + torch.arange(unit_of_token.shape[0],
+                                                                                       device=device)
+    token_rows = rows.index_select(0, unit_of_token)
+    return SparseSelection(token_rows, flat - token_rows * length, copy.index_select(0, unit_of_token),
+                           torch.empty(0, dtype=torch.long, device=device), flat)
 
 
 def assign_copies(unit_starts: torch.Tensor, maskable: torch.Tensor, rate: float, copies: int,

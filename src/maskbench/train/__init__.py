@@ -7,8 +7,22 @@ summary = pretrain(config, "runs/tiny-15")          # or resume=True to continue
 ```
 """
 
-from .config import FORMAT_VERSION, PretrainConfig, load_pretrain_config, parse_duration
-from .loop import TrainingDiverged, pretrain, read_metrics
+# Submodules import torch; they load on first use so that `maskbench --help` stays fast.
+_EXPORTS = {
+    "FORMAT_VERSION": "config",
+    "PretrainConfig": "config",
+    "load_pretrain_config": "config",
+    "parse_duration": "config",
+    "TrainingDiverged": "loop",
+    "pretrain": "loop",
+    "read_metrics": "loop",
+}
+__all__ = sorted(_EXPORTS)
 
-__all__ = ["PretrainConfig", "load_pretrain_config", "pretrain", "read_metrics", "parse_duration",
-           "TrainingDiverged", "FORMAT_VERSION"]
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'maskbench.train' has no attribute {name!r}")
