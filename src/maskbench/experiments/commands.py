@@ -1,0 +1,111 @@
+"""`maskbench experiment run|report|list` and `maskbench demo`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    from ..cli import add_set_argument
+
+    exp = subparsers.add_parser("experiment", help="run a study (a spec or preset) and write its report",
+                                description="Run the comparisons of the four studies, or your own grid, with "
+                                            "resumable cells and a report.")
+    sub = exp.add_subparsers(dest="experiment_command", metavar="ACTION")
+    run = sub.add_parser("run", help="run (or resume) an experiment and write report.md / report.html")
+    run.add_argument("spec", metavar="SPEC.toml|PRESET", help="a spec file or a preset name (see `experiment list`)")
+    run.add_argument("--scale", choices=("tiny", "small", "paper"), default="tiny",
+                     help="tiny: minutes on a laptop; small: an hour or so; paper: the published sizes (GPU)")
+    run.add_argument("--out", type=Path, default=None, help="experiment folder (default ./experiments/NAME-SCALE)")
+    run.add_argument("--jobs", type=int, default=1, help="independent stages run in this many processes")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_set_argument(run)
+    run.set_defaults(func=run_command)
+
+    rep = sub.add_parser("report", help="(re)write report.md and report.html of an experiment folder")
+    rep.add_argument("dir", type=Path)
+    rep.set_defaults(func=report_command)
+
+    lst = sub.add_parser("list", help="list the presets and their cells per scale")
+    lst.set_defaults(func=list_command)
+    exp.set_defaults(func=lambda args: (exp.print_help(), 2)[1])
+
+    demo = subparsers.add_parser("demo", help="the 10-minute tour: pretrain at 15%% and 40%%, fine-tune with "
+                                               "Child-Tuning, look inside, report",
+                                 description="Build the synthetic corpus and tokenizer, pretrain a tiny BERT at "
+                                             "15% and 40% masking, fine-tune each (and a not-pretrained baseline) "
+                                             "vanilla and with Child-Tuning-D over 3 seeds, write an attention "
+                                             "view and a head map, and a report. A second run reuses every "
+                                             "finished stage.")
+    demo.add_argument("--out", type=Path, default=Path("maskbench-demo"), help="output folder (default ./maskbench-demo)")
+    demo.add_argument("--jobs", type=int, default=1, help="independent stages run in this many processes")
+    demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_set_argument(demo)
+    demo.set_defaults(func=demo_command)
+
+
+def _check_jobs(jobs: int) -> None:
+    from ..errors import MaskbenchError
+
+    if jobs < 1:
+        raise MaskbenchError(f"--jobs must be at least 1, got {jobs}")
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from .report import terminal_table
+    from .runner import run_experiment
+    from .spec import load_spec
+
+    _check_jobs(args.jobs)
+    spec = load_spec(args.spec, overrides=args.overrides)
+    out = args.out or Path("experiments") / f"{spec.experiment.name}-{args.scale}"
+    index = run_experiment(spec, out, scale=args.scale, jobs=args.jobs, progress=not args.quiet)
+    _print_summary(index, out, terminal_table(out))
+    return 1 if index.get("failed_cells") else 0
+
+
+def report_command(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    paths = write_report(args.dir)
+    print(f"wrote {paths['markdown']}\nwrote {paths['html']}")
+    return 0
+
+
+def list_command(args: argparse.Namespace) -> int:
+    from .spec import list_presets, load_spec
+
+    rows = [("preset", "tiny", "small", "paper", "description")]
+    for name in list_presets():
+        spec = load_spec(name)
+        counts = [str(len(spec.resolve(scale))) for scale in ("tiny", "small", "paper")]
+        rows.append((name, *counts, spec.experiment.description.split(". ")[0][:70]))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for row in rows:
+        print("  ".join(v.ljust(w) for v, w in zip(row[:4], widths)) + "  " + row[4])
+    print("\ncells per scale; run one with `maskbench experiment run PRESET --scale tiny`")
+    return 0
+
+
+def demo_command(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    _check_jobs(args.jobs)
+    index = run_demo(args.out, jobs=args.jobs, progress=not args.quiet, overrides=args.overrides)
+    return 1 if index.get("failed_cells") else 0
+
+
+def _print_summary(index: dict, out: Path, table: str) -> None:
+    print()
+    if table:
+        print(table)
+        print()
+    failed = index.get("failed_cells") or []
+    print(f"{len(index['cells'])} cells, {index.get('stages_run', 0)} stages run, "
+          f"{index.get('stages_reused', 0)} reused, {len(failed)} failed cells; {index['wall_s']:.0f} s")
+    report = index.get("report", {})
+    if report:
+        print(f"report: {Path(report['html']).resolve()}")
+    sys.stdout.flush()

@@ -1,0 +1,108 @@
+"""End to end through the CLI with the real stages: a miniature demo-like experiment, run twice."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from maskbench.cli import main
+
+MINI_SPEC = """
+[experiment]
+name = "mini"
+description = "A miniature of the demo: real stages, tiny sizes."
+
+[base.data]
+source = "synth"
+synth_tokens = 10000
+tasks = ["synth-sentiment"]
+task_train = 32
+task_dev = 16
+samples = 8
+
+[base.tokenizer]
+vocab_size = 400
+
+[base.prepare]
+seq_len = 32
+
+[base.pretrain]
+model = { size = "bert-tiny", num_layers = 1, intermediate_size = 128 }
+objective = { name = "mlm", mask_rate = 0.15 }
+budget = { steps = 6 }
+batch = { size = 8 }
+eval = { every = 3, batches = 1 }
+log = { every = 2 }
+checkpoint = { every = 3, keep = 1 }
+
+[base.finetune]
+tasks = ["synth-sentiment"]
+methods = ["vanilla", "child_d"]
+seeds = [0]
+epochs = 1
+batch_size = 16
+max_length = 32
+
+[base.heads]
+samples = 8
+
+[[axes]]
+name = "pretraining"
+kind = "zip"
+labels = ["not pretrained", "MLM 40%"]
+[axes.values]
+"pretrain.enabled" = [false, true]
+"pretrain.objective.mask_rate" = [0.15, 0.4]
+"attention.enabled" = [false, true]
+"heads.enabled" = [false, true]
+
+[[claims]]
+text = "pretraining helps"
+better = { "pretrain.enabled" = true }
+worse = { "pretrain.enabled" = false }
+"""
+
+
+@pytest.mark.slow
+def test_experiment_runs_end_to_end_and_reuses_stages(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("MASKBENCH_PROGRESS", "0")
+    spec = tmp_path / "mini.toml"
+    spec.write_text(MINI_SPEC)
+    out = tmp_path / "out"
+    assert main(["experiment", "run", str(spec), "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "synth-sentiment" in printed and "report:" in printed
+    index = json.loads((out / "experiment.json").read_text())
+    assert index["stages_failed"] == 0 and index["stages_run"] == 1 + 2 + 2 * 2 + 2
+    html = (out / "report.html").read_text()
+    assert "not pretrained" in html and "MLM 40%" in html and "data:image/png;base64," in html
+    assert not re.search(r"""(src|href)\s*=\s*["']?https?://""", html)
+    md = (out / "report.md").read_text()
+    assert "pretraining helps" in md and "## Machine" in md
+    assert list(out.glob("stages/attention/*/attention.html")) and list(out.glob("stages/heads/*/heads.png"))
+
+    assert main(["experiment", "run", str(spec), "--out", str(out), "--quiet"]) == 0
+    again = json.loads((out / "experiment.json").read_text())
+    assert again["stages_run"] == 0 and again["stages_reused"] == index["stages_run"]
+    assert main(["experiment", "report", str(out)]) == 0
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    assert main(["experiment", "run", "mask-rates", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "did you mean 'mask-rate'" in err and err.count("\n") == 1
+    bad = tmp_path / "bad.toml"
+    bad.write_text(MINI_SPEC.replace('"pretrain.objective.mask_rate"', '"pretrain.objective.mask_rat"'))
+    assert main(["experiment", "run", str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert "mask_rat" in capsys.readouterr().err
+    assert main(["experiment", "report", str(tmp_path / "nothing")]) == 2
+    assert "not an experiment folder" in capsys.readouterr().err
+
+
+def test_experiment_list_shows_every_preset(capsys):
+    assert main(["experiment", "list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("mask-rate", "t5-objectives", "albert", "child-tuning", "demo"):
+        assert name in out

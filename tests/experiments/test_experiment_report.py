@@ -1,0 +1,137 @@
+"""Reports from a results folder: mean ± std with the best in bold, self-contained HTML, failed cells, claims."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+import fake_stages
+from maskbench.experiments.report import collect, evaluate_claim, fmt_mean_std, terminal_table, write_report
+from maskbench.experiments.runner import run_experiment
+from maskbench.experiments.spec import ClaimSpec, parse_spec
+
+
+@pytest.fixture(scope="module")
+def results_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("exp")
+    spec = parse_spec({
+        "experiment": {"name": "unit", "paper": "A paper (2022)", "findings": "Higher rates help."},
+        "base": {"pretrain": {"steps": 4, "objective": {"mask_rate": 0.15}},
+                 "finetune": {"tasks": ["synth"], "methods": ["vanilla", "child_d"], "seeds": [0, 1, 2]},
+                 "probe": {"enabled": True}},
+        "series": [
+            {"name": "rates", "axes": [{"name": "rate", "values": {"pretrain.objective.mask_rate": [0.15, 0.3, 0.4]}}]},
+            {"name": "broken", "axes": [{"name": "rate", "values": {"pretrain.objective.mask_rate": [0.5]}},
+                                        {"name": "fail", "values": {"pretrain.fail": [True]}}]},
+        ],
+        "claims": [
+            {"text": "40% beats 15%", "better": {"pretrain.objective.mask_rate": 0.4},
+             "worse": {"pretrain.objective.mask_rate": 0.15}},
+            {"text": "15% beats 40%", "better": {"pretrain.objective.mask_rate": 0.15},
+             "worse": {"pretrain.objective.mask_rate": 0.4}},
+            {"text": "Child-Tuning-D beats vanilla", "better_method": "child_d", "worse_method": "vanilla"},
+            {"text": "lower loss at 15%", "metric": "pretrain.val_loss", "lower_is_better": True,
+             "better": {"pretrain.objective.mask_rate": 0.15}, "worse": {"pretrain.objective.mask_rate": 0.4}},
+            {"text": "nothing at 90%", "better": {"pretrain.objective.mask_rate": 0.9},
+             "worse": {"pretrain.objective.mask_rate": 0.15}},
+        ],
+    })
+    run_experiment(spec, out, stages=fake_stages.STAGES, progress=False)
+    return out
+
+
+def test_mean_std_format():
+    assert fmt_mean_std([0.8, 0.82, 0.84]) == "82.0 ± 2.0"
+    assert fmt_mean_std([0.5]) == "50.0"
+    assert fmt_mean_std([]) == "–"
+
+
+def test_markdown_has_mean_std_and_bold_best(results_dir):
+    md = (results_dir / "report.md").read_text()
+    results = collect(results_dir)
+    best = max(results.cells, key=lambda c: sum(c.scores.get(("synth", "vanilla"), {0: 0}).values()))
+    values = list(best.scores[("synth", "vanilla")].values())
+    assert f"**{fmt_mean_std(values)}**" in md
+    rows = [line for line in md.splitlines() if line.startswith("| ") and "±" in line]
+    assert len(rows) == 3  # the healthy cells; the failed one has no score
+    assert sum(line.count("**") for line in rows) == 2 * 2  # one bold per method column
+
+
+def test_failed_cell_is_marked(results_dir):
+    md = (results_dir / "report.md").read_text()
+    html = (results_dir / "report.html").read_text()
+    assert "✗ failed" in md and "pretraining diverged (fake)" in md
+    assert 'class=failed' in html
+
+
+def test_html_is_self_contained(results_dir):
+    html = (results_dir / "report.html").read_text()
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
+    assert "url(" not in html and "@import" not in html
+    images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
+    assert len(images) >= 3  # score vs rate, loss curves, probe curves
+    assert all(len(img) > 1000 for img in images)
+    assert "<b>" in html and "±" in html
+
+
+def test_markdown_plots_exist(results_dir):
+    md = (results_dir / "report.md").read_text()
+    for name in re.findall(r"\]\((report_files/[^)]+\.png)\)", md):
+        assert (results_dir / name).stat().st_size > 1000
+
+
+def test_report_lists_machine_timings_and_configs(results_dir):
+    md = (results_dir / "report.md").read_text()
+    assert "## Machine" in md and "torch" in md and "cores" in md
+    assert "Wall time per stage" in md and "pretrain total" in md
+    assert md.count("<details>") == 4 and "mask_rate = 0.4" in md
+
+
+def test_claims_are_computed_from_results(results_dir):
+    md = (results_dir / "report.md").read_text()
+    results = collect(results_dir)
+    verdict = evaluate_claim(results, ClaimSpec(text="x", better={"pretrain.objective.mask_rate": 0.4},
+                                                worse={"pretrain.objective.mask_rate": 0.15}))
+    assert verdict.verdict == "agrees" and verdict.better_mean > verdict.worse_mean
+    assert "**agrees** — 40% beats 15%" in md
+    assert "**disagrees** — 15% beats 40%" in md
+    assert "**agrees** — Child-Tuning-D beats vanilla" in md
+    assert "**agrees** — lower loss at 15%" in md
+    assert "**no data** — nothing at 90%" in md
+
+
+def test_claim_within_noise_is_inconclusive(results_dir):
+    results = collect(results_dir)
+    for cell in results.cells:  # make the two sides differ by less than the seed noise
+        for seeds in cell.scores.values():
+            for seed in seeds:
+                seeds[seed] = 0.7 + (0.05 if seed % 2 else -0.05) + (0.001 if cell.assignment.get(
+                    "pretrain.objective.mask_rate") == 0.4 else 0.0) * (seed + 1)
+    verdict = evaluate_claim(results, ClaimSpec(text="x", better={"pretrain.objective.mask_rate": 0.4},
+                                                worse={"pretrain.objective.mask_rate": 0.15}))
+    assert verdict.verdict in ("agrees", "inconclusive")
+    verdict = evaluate_claim(results, ClaimSpec(text="x", better={"pretrain.objective.mask_rate": 0.3},
+                                                worse={"pretrain.objective.mask_rate": 0.15}))
+    assert verdict.verdict == "inconclusive" and "no difference" in verdict.detail
+
+
+def test_report_can_be_rebuilt_and_terminal_table(results_dir):
+    before = (results_dir / "report.md").read_text()
+    write_report(results_dir)
+    assert (results_dir / "report.md").read_text() == before
+    table = terminal_table(results_dir)
+    assert "synth" in table and "±" in table and "*" in table
+
+
+def test_report_handles_tables_and_lists_as_axis_values(tmp_path):
+    spec = parse_spec({
+        "experiment": {"name": "tables"},
+        "base": {"pretrain": {"objective": {"mask_rate": 0.15}}, "finetune": {"seeds": [0, 1]}},
+        "axes": [{"name": "objective", "labels": ["a", "b", "c"],
+                  "values": {"pretrain.objective": [{"mask_rate": 0.15}, {"mask_rate": 0.3}, {"mask_rate": 0.4}]}},
+                 {"name": "replace", "values": {"pretrain.replace": [[0.8, 0.1, 0.1], [1.0, 0.0, 0.0]]}}],
+    })
+    run_experiment(spec, tmp_path, stages=fake_stages.STAGES, progress=False)
+    md = (tmp_path / "report.md").read_text()
+    assert "| objective | replace |" in md and md.count("±") >= 6
