@@ -9,16 +9,7 @@ from pathlib import Path
 
 import pytest
 
-SENTENCES = [
-    "the cat sat on the mat , and the cat purred .",
-    "a dog ran to the park ; the dog barked at a bird !",
-    "birds sing in the morning , dogs bark at night .",
-    "the quick brown fox jumps over the lazy dog .",
-    "she said : the mat is red , the cat is black .",
-    "it rained all day , so we stayed at home and read .",
-    "my friend likes tea , but i like coffee more .",
-    "the park was quiet ; only a bird sang in a tree .",
-] * 8
+from inspect_helpers import SENTENCES  # noqa: E402  (shared with the tests)
 
 CHROMEDRIVER = "/usr/bin/chromedriver"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or "/usr/bin/chromium"

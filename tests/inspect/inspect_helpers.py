@@ -6,6 +6,18 @@ import numpy as np
 
 from maskbench.inspect import AttentionData, AttentionSet
 
+# Real-looking sentences for the tiny models' tokenizer and the head/probe tests.
+SENTENCES = [
+    "the cat sat on the mat , and the cat purred .",
+    "a dog ran to the park ; the dog barked at a bird !",
+    "birds sing in the morning , dogs bark at night .",
+    "the quick brown fox jumps over the lazy dog .",
+    "she said : the mat is red , the cat is black .",
+    "it rained all day , so we stayed at home and read .",
+    "my friend likes tea , but i like coffee more .",
+    "the park was quiet ; only a bird sang in a tree .",
+] * 8
+
 HOSTILE = [
     "</script><script>window.__pwned=1</script>",
     "<img src=x onerror=\"window.__pwned=1\">",

@@ -9,7 +9,7 @@ import pytest
 
 from maskbench.cli import main
 
-from conftest import SENTENCES
+from inspect_helpers import SENTENCES
 
 
 @pytest.fixture(scope="module")

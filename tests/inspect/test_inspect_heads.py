@@ -145,7 +145,7 @@ def test_report_json_table_and_png(tmp_path):
 
 
 def test_head_patterns_on_a_real_model(encoder_dir, t5_dir, tokenizer):
-    from conftest import SENTENCES
+    from inspect_helpers import SENTENCES
     from maskbench.inspect import head_patterns
     from maskbench.models import load_model
 

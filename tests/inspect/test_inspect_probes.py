@@ -10,7 +10,7 @@ import pytest
 from maskbench.errors import ConfigError, DataError
 from maskbench.inspect.probes import ProbeConfig, plot_probes, probe, read_labels, table, train_probes
 
-from conftest import SENTENCES
+from inspect_helpers import SENTENCES
 
 
 def test_probe_trainer_finds_a_linear_signal_and_not_noise():

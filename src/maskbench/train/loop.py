@@ -223,7 +223,10 @@ def open_run_dir(out_dir: Path, config: PretrainConfig, resume: bool, world: Wor
     if resume and holds_run and (out_dir / "config.toml").is_file():
         saved = load_pretrain_config(out_dir / "config.toml")
         check_resume_compatible(saved, config)
+    # Every rank has looked at the folder before rank 0 writes to it (else a later rank sees "a run").
+    world.barrier()
     if not world.is_main:
+        world.barrier()
         return
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -234,6 +237,7 @@ def open_run_dir(out_dir: Path, config: PretrainConfig, resume: bool, world: Wor
     except (OSError, MaskbenchError) as e:
         reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
         raise MaskbenchError(f"cannot write to {out_dir}: {reason}; choose a writable --out") from None
+    world.barrier()
 
 
 # --- the loop ----------------------------------------------------------------------------------------------
