@@ -25,25 +25,13 @@ import subprocess
 import sys
 import time
 
+from peak import matmul_peak  # benchmarks/ is on sys.path when a script runs
+
 SIZES = {  # name: (maskbench size, overrides, batch, seq_len)
     "bert-tiny": ("bert-tiny", {}, 32, 128),
     "bert-mini": ("bert-mini", {}, 32, 128),
     "albert-base": ("albert-base", {"dropout": 0.1, "attention_dropout": 0.1}, 8, 128),
 }
-
-
-def measure_peak(dtype, n=2048, repeats=5) -> float:
-    import torch
-
-    a = torch.randn(n, n).to(dtype)
-    b = torch.randn(n, n).to(dtype)
-    a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t)
-    return 2 * n ** 3 / best
 
 
 def model_flops(config, batch, seq_len, labelled) -> float:
@@ -76,7 +64,7 @@ def worker(args) -> None:
 
     tuned = tune_allocator()
     torch.manual_seed(0)
-    peaks = {"fp32": measure_peak(torch.float32), "bf16": measure_peak(torch.bfloat16)}
+    peaks = {"fp32": matmul_peak("fp32"), "bf16": matmul_peak("bf16")}
     print(json.dumps({"tuned": tuned, "peaks": peaks}), flush=True)
     for label in args.sizes:
         size, overrides, batch, seq_len = SIZES[label]

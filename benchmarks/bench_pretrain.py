@@ -32,22 +32,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from peak import matmul_peak  # benchmarks/ is on sys.path when a script runs
+
 SIZES = {"bert-tiny": (2, 128, 2), "bert-mini": (4, 256, 4), "bert-small": (4, 512, 8)}  # layers, H, heads
 VOCAB, SEQ, BATCH, RATE = 30522, 128, 32, 0.15
-
-
-def measure_peak(dtype_name: str, n: int = 2048, repeats: int = 5) -> float:
-    import torch
-
-    dtype = torch.bfloat16 if dtype_name == "bf16" else torch.float32
-    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
-    a @ b
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t)
-    return 2 * n**3 / best
 
 
 def model_flops(layers: int, hidden: int, labelled: float) -> float:
@@ -137,7 +125,7 @@ def worker(args) -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         shards = Path(args.shards) if args.shards else build_data(Path(tmp))
-        peaks = {p: measure_peak(p) for p in args.precision}
+        peaks = {p: matmul_peak(p) for p in args.precision}
         for size in args.sizes:
             for precision in args.precision:
                 mb_step, loader = maskbench_side(shards, size, precision, Path(tmp) / f"run-{size}-{precision}")

@@ -6,7 +6,8 @@ the submodule named below.
 
 from __future__ import annotations
 
-import importlib
+
+from ..lazy import lazy_exports
 
 _EXPORTS = {
     "SPECIAL_TOKENS": "tokenizer", "SpecialIds": "tokenizer", "train_tokenizer": "tokenizer",
@@ -19,11 +20,4 @@ _EXPORTS = {
     "load_task": "glue", "Task": "glue", "Examples": "glue", "GLUE_TASKS": "glue",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        module = importlib.import_module(f".{_EXPORTS[name]}", __name__)
-        return getattr(module, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

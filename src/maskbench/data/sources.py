@@ -178,9 +178,10 @@ def _document(lines: list[str], sentences: str) -> list[str]:
     return lines
 
 
-def _text_documents(source: Source, sentences: str, on_bytes) -> Iterator[list[str]]:
+def _blank_line_documents(lines: Iterable[str], sentences: str) -> Iterator[list[str]]:
+    """Group non-empty lines into documents at blank lines."""
     current: list[str] = []
-    for line in iter_lines(source, on_bytes):
+    for line in lines:
         stripped = line.strip()
         if stripped:
             current.append(stripped)
@@ -189,20 +190,15 @@ def _text_documents(source: Source, sentences: str, on_bytes) -> Iterator[list[s
             current = []
     if current:
         yield _document(current, sentences)
+
+
+def _text_documents(source: Source, sentences: str, on_bytes) -> Iterator[list[str]]:
+    return _blank_line_documents(iter_lines(source, on_bytes), sentences)
 
 
 def _record_documents(text: str, sentences: str) -> Iterator[list[str]]:
     """A record's text may itself hold several blank-line-separated documents (a whole article)."""
-    current: list[str] = []
-    for line in text.splitlines():
-        stripped = line.strip()
-        if stripped:
-            current.append(stripped)
-        elif current:
-            yield _document(current, sentences)
-            current = []
-    if current:
-        yield _document(current, sentences)
+    return _blank_line_documents(text.splitlines(), sentences)
 
 
 def _jsonl_documents(source: Source, text_field: str, sentences: str, on_bytes) -> Iterator[list[str]]:

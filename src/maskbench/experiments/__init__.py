@@ -8,7 +8,8 @@ Names are imported lazily so `import maskbench.experiments` (and `maskbench --he
 
 from __future__ import annotations
 
-import importlib
+
+from ..lazy import lazy_exports
 
 _EXPORTS = {
     "ExperimentSpec": "spec", "AxisSpec": "spec", "SeriesSpec": "spec", "ScaleSpec": "spec", "ClaimSpec": "spec",
@@ -19,11 +20,4 @@ _EXPORTS = {
     "run_demo": "demo", "STAGES": "stages", "validate_config": "stages",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        module = importlib.import_module(f".{_EXPORTS[name]}", __name__)
-        return getattr(module, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -7,7 +7,8 @@
 
 from __future__ import annotations
 
-import importlib
+
+from ..lazy import lazy_exports
 
 _EXPORTS = {
     "finetune": "seeds", "fingerprint": "seeds",
@@ -21,11 +22,4 @@ _EXPORTS = {
     "summarize": "summary", "paired_test": "summary",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        module = importlib.import_module(f".{_EXPORTS[name]}", __name__)
-        return getattr(module, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -11,18 +11,12 @@ registry below maps TOML names (`[objective] name = "..."`) to those classes; `l
 them and `build_objective_for_tokenizer` fills the token-id wiring from a tokenizer.
 """
 
+from ..lazy import lazy_exports
+
 # The registry imports torch; it is loaded on first use so that `maskbench --help` stays fast.
-_EXPORTS = {
+_EXPORTS = dict.fromkeys({
     "IGNORE_INDEX", "MaskedLM", "SpanCorruption", "compute_input_and_target_lengths", "WIRING_FIELDS",
     "ParameterInfo", "ObjectiveInfo", "objective_names", "list_objectives", "build_objective",
     "build_objective_for_tokenizer", "objective_params", "objective_from_config", "T5_OBJECTIVES",
-}
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        from . import registry
-
-        return getattr(registry, name)
-    raise AttributeError(f"module 'maskbench.objectives' has no attribute {name!r}")
+}, "registry")
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -7,6 +7,8 @@ summary = pretrain(config, "runs/tiny-15")          # or resume=True to continue
 ```
 """
 
+from ..lazy import lazy_exports
+
 # Submodules import torch; they load on first use so that `maskbench --help` stays fast.
 _EXPORTS = {
     "FORMAT_VERSION": "config",
@@ -17,12 +19,4 @@ _EXPORTS = {
     "pretrain": "loop",
     "read_metrics": "loop",
 }
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        import importlib
-
-        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module 'maskbench.train' has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(__name__, _EXPORTS)
