@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from ..config import check_choice, check_range
@@ -102,6 +103,8 @@ class MaskedLM:
     _special: torch.Tensor = field(init=False, repr=False, compare=False)
     _plain: torch.Tensor = field(init=False, repr=False, compare=False)
     _pool: torch.Tensor = field(init=False, repr=False, compare=False)
+    _plain_np: np.ndarray = field(init=False, repr=False, compare=False)
+    _pool_np: np.ndarray = field(init=False, repr=False, compare=False)
     _pmi: object = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self) -> None:
@@ -130,6 +133,7 @@ class MaskedLM:
         self._special = selection.special_table(self.vocab_size, specials)
         self._plain = ~self._special
         self._pool = replacement_pool(self.vocab_size, specials)
+        self._plain_np, self._pool_np = self._plain.numpy(), self._pool.numpy()
         if self.replace[1] > 0 and len(self._pool) == 0:
             raise ConfigError("every vocabulary id is special, so no random replacement token exists", "replace")
         if self.unit == "pmi":
@@ -170,120 +174,118 @@ class MaskedLM:
             text += f"; with {self.sentence.upper()}"
         return text
 
-    def unit_starts(self, batch: dict, maskable: torch.Tensor,
-                    generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def unit_starts(self, batch: dict, maskable: np.ndarray,
+                    generator: torch.Generator) -> tuple[np.ndarray, np.ndarray | None]:
         """(Bool [B, L] of the maskable tokens that open a unit, word starts where a unit may be cut)."""
         if self.unit == "token":
             return maskable, None
         words = selection.word_starts_from_batch(batch, maskable, self.unit)
         if self.unit == "whole_word":
             return words, None
+        words_t, maskable_t = torch.from_numpy(words), torch.from_numpy(maskable)
         if self.unit == "span":
-            starts, _ = selection.geometric_span_starts(words, maskable, self.span_p, self.max_span, generator)
-            return starts, words
-        return self._pmi.unit_starts(batch["input_ids"], words, maskable), None
+            starts, _ = selection.geometric_span_starts(words_t, maskable_t, self.span_p, self.max_span, generator)
+            return starts.numpy(), words
+        ids = torch.from_numpy(selection.as_array(batch["input_ids"]))
+        return self._pmi.unit_starts(ids, words_t, maskable_t).numpy(), None
 
     def select(self, batch: dict, generator: torch.Generator) -> torch.Tensor:
         """Copy index [B, L] of every corrupted token (0..k-1), or -1 where the token stays untouched."""
-        ids = batch["input_ids"]
-        maskable = selection.maskable_positions(ids, batch.get("attention_mask"), self._special, self._plain)
+        ids = selection.as_array(batch["input_ids"])
+        maskable = self._maskable(batch, ids)
         counts = selection.check_every_row_maskable(maskable)
-        sparse = self._select_sparse(batch, maskable, generator, counts)
-        copies = torch.full_like(ids, selection.NOT_SELECTED)
-        copies[sparse.rows, sparse.cols] = sparse.copy
-        return copies
+        sparse = self._select_sparse(batch, maskable, generator, selection.numpy_rng(generator), counts)
+        copies = np.full(ids.shape, selection.NOT_SELECTED, dtype=np.int64)
+        copies.reshape(-1)[sparse.flat] = sparse.copy
+        return torch.from_numpy(copies)
 
-    def _select_sparse(self, batch: dict, maskable: torch.Tensor, generator: torch.Generator,
-                       counts: torch.Tensor) -> selection.SparseSelection:
+    def _maskable(self, batch: dict, ids: np.ndarray) -> np.ndarray:
+        mask = batch.get("attention_mask")
+        return selection.maskable_positions(ids, None if mask is None else selection.as_array(mask), self._plain_np)
+
+    def _select_sparse(self, batch: dict, maskable: np.ndarray, generator: torch.Generator, rng: np.random.Generator,
+                       counts: np.ndarray) -> selection.SparseSelection:
         k = self.batch_multiplier
         if self.unit == "token":
-            return selection.token_selection(maskable, self.mask_rate, k, self.sampling, generator, counts=counts,
-                                             ranked=self._predicts_a_subset)
+            return selection.token_selection(maskable, self.mask_rate, k, self.sampling, rng, counts=counts)
         starts, cuttable = self.unit_starts(batch, maskable, generator)
         if cuttable is None:
-            return selection.unit_selection(starts, maskable, counts, self.mask_rate, k, self.sampling, generator)
-        copies = selection.assign_copies(starts, maskable, self.mask_rate, k, self.sampling, generator,
-                                         word_starts=cuttable)
-        rows, cols = (copies >= 0).nonzero(as_tuple=True)
-        return selection.SparseSelection(rows, cols, copies[rows, cols], torch.empty(0, dtype=torch.long))
+            return selection.unit_selection(starts, maskable, counts, self.mask_rate, k, self.sampling, rng)
+        copies = selection.assign_copies(torch.from_numpy(starts), torch.from_numpy(maskable), self.mask_rate, k,
+                                         self.sampling, generator, word_starts=torch.from_numpy(cuttable)).numpy()
+        flat = np.flatnonzero(copies >= 0)
+        return selection.SparseSelection(flat, maskable.shape[1], copies.reshape(-1).take(flat),
+                                         np.empty(0, dtype=np.int64))
 
     @property
     def _predicts_a_subset(self) -> bool:
         return self.predict_rate is not None and self.predict_rate < self.mask_rate * (1 - 1e-9)
 
-    def _predicted(self, sparse: selection.SparseSelection, maskable: torch.Tensor, generator: torch.Generator,
-                   n: torch.Tensor) -> torch.Tensor | None:
+    def _predicted(self, sparse: selection.SparseSelection, batch_size: int, rng: np.random.Generator,
+                   n: np.ndarray) -> np.ndarray | None:
         """With predict_rate < mask_rate, which selected tokens the loss predicts (None: all of them)."""
         if not self._predicts_a_subset:
             return None
         if self.sampling == "bernoulli":
-            u = torch.rand(sparse.rows.shape, generator=generator, device=maskable.device)
-            return u < self.predict_rate / self.mask_rate
+            return rng.random(len(sparse.flat)) < self.predict_rate / self.mask_rate
         counts = selection.target_counts(n, self.predict_rate)
         if self.unit == "token":  # ranks are already in random order
-            return sparse.rank < counts[sparse.rows]
-        selected = torch.zeros_like(maskable)
-        selected[sparse.rows, sparse.cols] = True
-        return selection.exact_subset(selected, counts, generator)[sparse.rows, sparse.cols]
+            return sparse.rank < counts.take(sparse.rows)
+        rows = sparse.rows
+        return selection.rank_within_rows(rows, batch_size, rng) < counts.take(rows)
 
     def __call__(self, batch: dict, generator: torch.Generator) -> dict:
+        """Corrupt a batch of CPU tensors (a loader's; tensors on another device are masked on the CPU and
+        returned on their device)."""
         if self.sentence:
             check_sentence_batch(batch, self.sentence)
-        ids = batch["input_ids"]
+        ids_t = batch["input_ids"]
+        ids = selection.as_array(ids_t)
         if "attention_mask" not in batch:
-            batch = {**batch, "attention_mask": torch.ones_like(ids)}
-        maskable = selection.maskable_positions(ids, batch["attention_mask"], self._special, self._plain)
+            batch = {**batch, "attention_mask": torch.ones_like(ids_t)}
+        rng = selection.numpy_rng(generator)
+        maskable = self._maskable(batch, ids)
         counts = selection.check_every_row_maskable(maskable)
-        sparse = self._select_sparse(batch, maskable, generator, counts)
-        predicted = self._predicted(sparse, maskable, generator, counts)
+        sparse = self._select_sparse(batch, maskable, generator, rng, counts)
+        predicted = self._predicted(sparse, ids.shape[0], rng, counts)
         k = self.batch_multiplier
         flat = sparse.flat
         if k > 1:
             batch = repeat_batch(batch, ids.shape[0], k)
+            ids = np.repeat(ids, k, axis=0)
             flat = (sparse.rows * k + sparse.copy) * ids.shape[1] + sparse.cols
-        elif flat is None:
-            flat = sparse.rows * ids.shape[1] + sparse.cols
         out = dict(batch)
-        out["input_ids"], out["labels"] = corrupt_flat(batch["input_ids"], flat, predicted, self.replace,
-                                                       self.mask_id, self._pool, generator)
+        corrupted, labels = corrupt_flat(ids, flat, predicted, self.replace, self.mask_id, self._pool_np, rng)
+        out["input_ids"] = torch.from_numpy(corrupted).to(ids_t.device)
+        out["labels"] = torch.from_numpy(labels).to(ids_t.device)
         return out
 
 
-def corrupt_positions(ids: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, predicted: torch.Tensor | None,
-                      split: tuple[float, float, float], mask_id: int, pool: torch.Tensor,
-                      generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """(corrupted ids, labels) from coordinates: only the selected positions are read, drawn for and written."""
-    return corrupt_flat(ids, rows * ids.shape[1] + cols, predicted, split, mask_id, pool, generator)
-
-
-def corrupt_flat(ids: torch.Tensor, flat: torch.Tensor, predicted: torch.Tensor | None,
-                 split: tuple[float, float, float], mask_id: int, pool: torch.Tensor,
-                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def corrupt_flat(ids: np.ndarray, flat: np.ndarray, predicted: np.ndarray | None,
+                 split: tuple[float, float, float], mask_id: int, pool: np.ndarray,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """(corrupted ids, labels) from flat positions (row * L + column).
 
     One uniform draw per selected position decides mask / random / keep (two compares); the random ids are
-    one `randint` over the non-special pool and a gather from it. Nothing full-size is built besides the two
-    outputs."""
-    device = ids.device
-    original = ids.reshape(-1).index_select(0, flat)
-    u = torch.rand(flat.shape, generator=generator, device=device)
+    one bounded integer draw over the non-special pool and a gather from it. Nothing full-size is built
+    besides the two outputs."""
+    corrupted = np.array(ids, order="C")
+    original = corrupted.reshape(-1).take(flat)
+    u = rng.random(len(flat))
     values = original
     if split[1] > 0:
-        pool = pool.to(device)
-        picks = pool.index_select(0, torch.randint(len(pool), flat.shape, generator=generator, device=device))
-        values = torch.where(u < split[0] + split[1], picks, values)
+        picks = pool.take(rng.integers(0, len(pool), len(flat)))
+        values = np.where(u < split[0] + split[1], picks, values)
     if split[0] > 0:
-        values = torch.where(u < split[0], mask_id, values)
-    corrupted = ids.clone(memory_format=torch.contiguous_format)
-    corrupted.view(-1).index_copy_(0, flat, values)
-    labels = torch.full_like(corrupted, IGNORE_INDEX)
+        values = np.where(u < split[0], mask_id, values)
+    corrupted.reshape(-1)[flat] = values
+    labels = np.full_like(corrupted, IGNORE_INDEX)
     if predicted is None:
-        labels.view(-1).index_copy_(0, flat, original)
+        labels.reshape(-1)[flat] = original
     else:
-        keep = predicted.nonzero().squeeze(1)
-        labels.view(-1).index_copy_(0, flat.index_select(0, keep), original.index_select(0, keep))
+        labels.reshape(-1)[flat[predicted]] = original[predicted]
     return corrupted, labels
 
 
-__all__ = ["MaskedLM", "IGNORE_INDEX", "apply_replacement", "corrupt_positions", "corrupt_flat", "replacement_pool",
+__all__ = ["MaskedLM", "IGNORE_INDEX", "apply_replacement", "corrupt_flat", "replacement_pool",
            "check_split", "check_wiring", "repeat_batch"]

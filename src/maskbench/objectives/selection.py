@@ -14,13 +14,15 @@ Every policy reduces to the same two steps, both vectorised over the batch:
    unit boundaries allow (a unit straddling the target is kept only when that lands nearer to it).
    `bernoulli` selects each unit independently: copy `floor(u / rate)` for a uniform `u` per unit.
 
-The hot paths (token units; whole words and PMI n-grams, which are never cut) work on coordinates instead
-of [B, L] tensors: int32 keys drawn two per 64-bit generator call, a per-row key cut that keeps only the
-likely candidates (need plus a 4-sigma margin), then either one `kthvalue` per batch (one copy, no
-prediction subset; rows padded so one k serves all) or one 1-D stable sort of `(row << 32) | key`; whole
-words are compacted to a list of units first and expanded back with `repeat_interleave`. Whenever the
-candidates could be short, the same computation runs over everything, so the shortcut never changes the
-result (property tests check each shortcut against its full version). SpanBERT spans keep the dense path.
+The hot paths (token units; whole words and PMI n-grams, which are never cut) run in NumPy. A masking call
+is a few dozen array operations on a few thousand elements, so its cost is per-operation overhead, about
+half of torch's in NumPy; and NumPy's PCG64 draws random numbers several times faster than torch's
+Mersenne Twister. Every random choice still flows from the caller's `torch.Generator`: one 64-bit draw
+from it (two 64-bit numbers) sets the state of the PCG64 of that call (`numpy_rng`). Each unit's sort value packs (long flag, random 32-bit
+key, flat position) into one int64, so one row-wise `np.sort` (after an `np.partition` when the need is a
+small share of the row) orders the units, ties broken by position, and the positions are read back from
+the low bits; only the first copies * target values of a row can be selected, so only they are walked.
+SpanBERT spans and the T5 objectives keep the dense torch path (`assign_copies`, `exact_subset`).
 
 Nothing here loops over tokens or sequences; each step is a sort, a cumulative sum, a scatter or a gather.
 """
@@ -28,8 +30,10 @@ Nothing here loops over tokens or sequences; each step is a sort, a cumulative s
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from ..errors import ConfigError
@@ -44,45 +48,73 @@ def special_table(vocab_size: int, special_ids) -> torch.Tensor:
     return table
 
 
-def maskable_positions(input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
-                       specials: torch.Tensor, plain: torch.Tensor | None = None) -> torch.Tensor:
+_LOCAL = threading.local()
+_PCG_INCREMENT = 0xDA3E39CB94B95BDB_5851F42D4C957F2D | 1  # any odd 128-bit stream constant
+
+
+def numpy_rng(generator: torch.Generator | np.random.Generator) -> np.random.Generator:
+    """The NumPy generator for one call, its 128-bit PCG64 state taken from one draw of two 64-bit numbers
+    from the caller's torch generator: the torch seed still decides everything, and the torch generator
+    advances by one draw per call. The PCG64 object is reused per thread (building one costs more than a
+    whole masking call); a NumPy generator passed in is returned as is."""
+    if isinstance(generator, np.random.Generator):
+        return generator
+    high, low = torch.empty(2, dtype=torch.int64, device=generator.device).random_(generator=generator).tolist()
+    rng = getattr(_LOCAL, "rng", None)
+    if rng is None:
+        rng = _LOCAL.rng = np.random.Generator(np.random.PCG64())
+    rng.bit_generator.state = {"bit_generator": "PCG64", "state": {"state": (high << 64) | low, "inc": _PCG_INCREMENT},
+                               "has_uint32": 0, "uinteger": 0}
+    return rng
+
+
+def as_array(value) -> np.ndarray:
+    """A NumPy view of a CPU tensor (or the array itself); other devices are copied to the CPU."""
+    if isinstance(value, torch.Tensor):
+        return value.numpy() if value.device.type == "cpu" else value.cpu().numpy()
+    return np.asarray(value)
+
+
+def maskable_positions(input_ids: np.ndarray, attention_mask: np.ndarray | None, plain: np.ndarray) -> np.ndarray:
     """Bool [B, L]: attended tokens that are not special (CLS, SEP, PAD, MASK, sentinels...).
 
-    `plain` (= ~specials, cached by the objective) saves a full-size negation; the lookup is one
-    `index_select` over the flattened ids (several times cheaper than advanced indexing)."""
-    low, high = input_ids.aminmax()
-    if int(high) >= len(specials) or int(low) < 0:
-        raise ConfigError(f"input_ids hold ids outside the vocabulary [0, {len(specials)}); the objective's "
+    `plain` is the objective's cached bool table of non-special ids; one `take` looks every token up."""
+    if input_ids.size and (int(input_ids.max()) >= len(plain) or int(input_ids.min()) < 0):
+        raise ConfigError(f"input_ids hold ids outside the vocabulary [0, {len(plain)}); the objective's "
                           "vocab_size does not match the tokenizer", "vocab_size")
-    table = (~specials if plain is None else plain).to(input_ids.device)
-    maskable = table.index_select(0, input_ids.reshape(-1)).view(input_ids.shape)
+    maskable = plain.take(input_ids)
     if attention_mask is not None:
-        maskable &= attention_mask if attention_mask.dtype == torch.bool else attention_mask.bool()
+        maskable &= attention_mask if attention_mask.dtype == np.bool_ else attention_mask != 0
     return maskable
 
 
-def check_every_row_maskable(maskable: torch.Tensor) -> torch.Tensor:
+def check_every_row_maskable(maskable: np.ndarray) -> np.ndarray:
     """Per-row count of maskable tokens; a row with none is an error (it cannot be given a target)."""
-    counts = maskable.count_nonzero(dim=1)
-    if counts.numel() and not bool(counts.all()):
-        row = int((counts == 0).nonzero()[0, 0])
+    counts = np.add.reduce(maskable, axis=1, dtype=np.int64)
+    if counts.size and not counts.all():
+        row = int(np.flatnonzero(counts == 0)[0])
         raise ConfigError(f"sequence {row} of the batch has no maskable token (only special or padding tokens); "
                           "drop empty rows before masking or check special_ids")
     return counts
 
 
-def word_starts_from_batch(batch: dict, maskable: torch.Tensor, unit: str) -> torch.Tensor:
-    """Bool [B, L] of word-initial maskable tokens, from `word_starts` or `word_ids` (-1 = no word)."""
+def word_starts_from_batch(batch: dict, maskable: np.ndarray, unit: str) -> np.ndarray:
+    """Bool [B, L] of word-initial maskable tokens, from `word_starts` or `word_ids` (-1 = no word); a unit
+    also starts at a maskable token that follows a non-maskable one (e.g. right after [CLS])."""
     if "word_starts" in batch:
-        starts = batch["word_starts"].bool()
+        starts = as_array(batch["word_starts"]).astype(np.bool_)  # a copy: edited below
     elif "word_ids" in batch:
-        word_ids = batch["word_ids"]
-        previous = torch.nn.functional.pad(word_ids[:, :-1], (1, 0), value=-1)
-        starts = (word_ids != previous) & (word_ids >= 0)
+        word_ids = as_array(batch["word_ids"])
+        starts = word_ids >= 0
+        starts[:, 1:] &= word_ids[:, 1:] != word_ids[:, :-1]
     else:
         raise ConfigError(f"unit '{unit}' needs 'word_starts' or 'word_ids' in the batch; "
                           "use a loader that provides them or unit = \"token\"", key="unit")
-    return unit_starts_from_word_starts(starts, maskable)
+    if starts.shape[1]:
+        starts[:, 0] = True
+        starts[:, 1:] |= ~maskable[:, :-1]
+    starts &= maskable
+    return starts
 
 
 def unit_starts_from_word_starts(starts: torch.Tensor, maskable: torch.Tensor) -> torch.Tensor:
@@ -100,9 +132,12 @@ def unit_index(unit_starts: torch.Tensor, maskable: torch.Tensor) -> tuple[torch
     return ids, lengths
 
 
-def target_counts(n: torch.Tensor, rate: float) -> torch.Tensor:
-    """round(rate * n) tokens per row (half to even, like Python's round), at least 1 and at most n."""
-    return torch.round(n.double() * rate).long().clamp_(min=1).minimum(n)
+def target_counts(n, rate: float):
+    """round(rate * n) tokens per row (half to even, like Python's round), at least 1 and at most n
+    (a torch tensor or a NumPy array, returned as the same kind)."""
+    if isinstance(n, torch.Tensor):
+        return torch.round(n.double() * rate).long().clamp_(min=1).minimum(n)
+    return np.minimum(np.maximum(np.rint(n * rate).astype(np.int64), 1), n)
 
 
 def _uniform(shape, generator: torch.Generator, device) -> torch.Tensor:
@@ -118,207 +153,159 @@ def smallest_sorted(keys: torch.Tensor, k: int) -> torch.Tensor:
 
 @dataclass
 class SparseSelection:
-    """Selected tokens as coordinates: row, column, copy index and rank (0 = first in the random order)."""
+    """Selected tokens as flat positions (row * L + column) with their copy index and rank (0 = first in the
+    row's random order; empty when the selector does not rank). Rows and columns are derived on demand."""
 
-    rows: torch.Tensor
-    cols: torch.Tensor
-    copy: torch.Tensor
-    rank: torch.Tensor
-    flat: torch.Tensor | None = None  # rows * L + cols, when the selector has it at hand
+    flat: np.ndarray
+    length: int
+    copy: np.ndarray
+    rank: np.ndarray
+
+    @property
+    def rows(self) -> np.ndarray:
+        return self.flat // self.length
+
+    @property
+    def cols(self) -> np.ndarray:
+        return self.flat % self.length
 
 
-def random_keys(count: int, generator: torch.Generator, device) -> torch.Tensor:
-    """`count` independent uniform int32 keys (the full int32 range): one 64-bit draw makes two keys, which
-    halves the generator's work against `torch.rand` (the largest full-size cost of token masking)."""
-    raw = torch.empty((count + 1) // 2, dtype=torch.int64, device=device).random_(-(2 ** 63), None,
-                                                                                   generator=generator)
-    return raw.view(torch.int32)[:count]
+def random_keys(count: int, rng: np.random.Generator) -> np.ndarray:
+    """`count` independent uniform 32-bit keys, as the high half of uint64 words (the low half is spare)."""
+    return rng.bit_generator.random_raw(count)
 
 
 _KEY_SPAN = 2 ** 32
-_KEY_MIN = -(2 ** 31)
-_KEY_MAX = 2 ** 31 - 1
+_ABSENT = 1 << 62  # sort value of a position that opens no unit: after every unit
+_LONG = 1 << 61  # units longer than the per-copy target go after the others
+_POSITION_BITS = 29  # flat positions below 2^29 fit under the 32 key bits and the two flags
+_KEY_FIELD = ((1 << 61) - 1) & ~((1 << _POSITION_BITS) - 1)  # bits 29..60
 
 
-def key_threshold(fraction: torch.Tensor) -> torch.Tensor:
-    """int32 threshold t with P(key <= t) ~ fraction (clamped to [0, 1]; fraction >= 1 admits every key)."""
-    t = (fraction.double() * _KEY_SPAN).floor_().add_(_KEY_MIN - 1)
-    return t.clamp_(_KEY_MIN, _KEY_MAX).to(torch.int32)
+def _bernoulli_chosen(keys: np.ndarray, rate: float) -> np.ndarray:
+    """Bool: the 32-bit key u (high half of each word) lies below rate * 2^32, probability rate to 2^-32."""
+    return (keys >> np.uint64(32)) < np.uint64(min(_KEY_SPAN, math.floor(rate * _KEY_SPAN)))
 
 
-def token_selection(maskable: torch.Tensor, rate: float, copies: int, sampling: str,
-                    generator: torch.Generator, margin: float = 4.0, counts: torch.Tensor | None = None,
-                    ranked: bool = True) -> SparseSelection:
-    """Single-token units, as coordinates. `exact`: in each row the copies * target tokens with the smallest
-    random keys, in key order, fill copy 0, then copy 1, ...; `bernoulli`: copy floor(u / rate).
+def _bernoulli_copy(keys: np.ndarray, rate: float, copies: int) -> np.ndarray:
+    """Copy floor(u / rate) of a key whose uniform u lies below copies * rate."""
+    if copies == 1:
+        return np.zeros(len(keys), dtype=np.int64)
+    u = (keys >> np.uint64(32)).astype(np.float64)
+    return np.minimum(np.floor(u / (rate * _KEY_SPAN)).astype(np.int64), copies - 1)
 
-    Exact sampling ranks only the tokens whose key falls under a per-row threshold (the expected need plus a
-    4-sigma margin): one random draw, one comparison and one compaction are the only full-size work; the
-    candidates (row-major already) are ranked by a single 1-D stable sort of (row << 32 | key). A row whose
-    candidates fall short (probability ~1e-5) sends the batch through the same ranking over every maskable
-    token, which gives the identical result (the test suite checks this).
 
-    `ranked=False` (one copy, no prediction subset: the common case) skips the ranking: a per-row k-th
-    smallest key (`kthvalue` on a small [B, ~need] block) is the cut, and the same tokens come out in
-    position order with rank 0.
-    """
+def sort_values(flat: np.ndarray, keys: np.ndarray, long: np.ndarray | None = None) -> np.ndarray:
+    """Sort values of units opening at flat positions: (long flag, 32-bit random key, position) in one int64
+    each, so that sorting the values orders units by key, long units last, ties broken by position; the
+    position is read back from the low bits. `keys` are `random_keys` words (the key is their high half)."""
+    value = ((keys >> np.uint64(3)).view(np.int64) & _KEY_FIELD) | flat
+    if long is not None:
+        value |= long.astype(np.int64) * _LONG
+    return value
+
+
+def _sorted_prefix(values: np.ndarray, width: int) -> np.ndarray:
+    """Each row's `width` smallest values in increasing order (partition first when the prefix is short)."""
+    if width < values.shape[1] // 4:
+        return np.sort(np.partition(values, width - 1, axis=1)[:, :width], axis=1)
+    return np.sort(values, axis=1)[:, :width]
+
+
+def exact_units(values: np.ndarray, sizes: np.ndarray | None, target: np.ndarray, copies: int,
+                length: int) -> SparseSelection:
+    """The exact rule on sort values [B, L] (`sort_values` at unit starts, `_ABSENT` elsewhere): in each row,
+    walk the units in value order; a unit goes to copy floor(midpoint / target) of its centre in the running
+    token count, and is dropped from copy `copies` on. `sizes` [B * L] holds each unit's length in tokens at
+    its start (None: every unit is one token). Since every unit holds at least one token, the first
+    copies * target units of a row reach past the last copy, so only that prefix of each row is sorted."""
+    width = min(values.shape[1], int(target.max()) * copies)
+    ordered = _sorted_prefix(values, width)
+    present = ordered < _ABSENT
+    flat = ordered & ((1 << _POSITION_BITS) - 1)
+    size = present.astype(np.int64) if sizes is None else np.where(present, sizes.take(flat), 0)
+    before = np.cumsum(size, axis=1) - size
+    copy = (2 * before + size) // (2 * target[:, None])
+    chosen = (copy < copies) & present
+    flat, size, copy, before = flat[chosen], size[chosen], copy[chosen], before[chosen]
+    if sizes is None:
+        return SparseSelection(flat, length, copy, before)
+    flat = np.repeat(flat - (np.cumsum(size) - size), size) + np.arange(int(size.sum()))
+    return SparseSelection(flat, length, np.repeat(copy, size), np.empty(0, dtype=np.int64))
+
+
+def _check_batch_size(maskable: np.ndarray) -> None:
+    if maskable.size >= 1 << _POSITION_BITS:
+        raise ConfigError(f"a batch of {maskable.size:,} tokens is too large to mask at once (the limit is "
+                          f"{1 << _POSITION_BITS:,}); use smaller micro-batches")
+
+
+def token_selection(maskable, rate: float, copies: int, sampling: str, generator,
+                    counts: np.ndarray | None = None) -> SparseSelection:
+    """Single-token units. `exact`: in each row the copies * target tokens with the smallest random keys, in
+    key order, fill copy 0, then copy 1, ... (rank = place in that order); `bernoulli`: each token with
+    probability copies * rate, in copy floor(u / rate).
+
+    One key per position, one row-wise sort (a partition first when the need is a small share of the row)
+    of values that carry key and position together, so no index arrays are sorted or gathered."""
+    maskable = as_array(maskable)
+    rng = numpy_rng(generator)
     batch, length = maskable.shape
-    device = maskable.device
-    keys = random_keys(batch * length, generator, device)
+    _check_batch_size(maskable)
+    keys = random_keys(batch * length, rng)
     if sampling == "bernoulli":
-        cut = min(_KEY_MAX, max(_KEY_MIN, math.floor(rate * copies * _KEY_SPAN) + _KEY_MIN - 1))
-        flat = ((keys <= cut).view(batch, length) & maskable).view(-1).nonzero().squeeze(1)
-        rows = torch.div(flat, length, rounding_mode="floor")
-        if copies == 1:
-            copy = torch.zeros_like(flat)
-        else:
-            u = keys.index_select(0, flat).to(torch.int64) - _KEY_MIN
-            copy = torch.div(u, rate * _KEY_SPAN, rounding_mode="floor").long().clamp_(max=copies - 1)
-        return SparseSelection(rows, flat - rows * length, copy, torch.zeros_like(copy), flat)
-    n = maskable.count_nonzero(dim=1) if counts is None else counts
-    target = target_counts(n, rate)
-    need = (target * copies).minimum(n)
-    if not ranked and copies == 1 and length <= DENSE_CUT_MAX_LENGTH:
-        dense = _dense_smallest_per_row(keys.view(batch, length), maskable, need)
-        if dense is not None:
-            return dense
-    wanted = need + margin * need.double().sqrt() + 2 * margin
-    candidates = (keys.view(batch, length) <= key_threshold(wanted / n.clamp(min=1)).view(-1, 1)) & maskable
-    flat = candidates.view(-1).nonzero().squeeze(1)
-    rows = torch.div(flat, length, rounding_mode="floor")
-    found = torch.bincount(rows, minlength=batch)
-    if bool((found < need).any()):
-        flat = maskable.view(-1).nonzero().squeeze(1)
-        rows = torch.div(flat, length, rounding_mode="floor")
-        found = n
-    if not ranked and copies == 1:
-        return _smallest_per_row(keys, flat, rows, found, need, length)
-    # rows are non-decreasing and the sort keeps rows together, so rows stay valid after the reordering
-    composite = (rows << 32) | (keys.index_select(0, flat).to(torch.int64) - _KEY_MIN)
-    flat = flat.index_select(0, composite.sort(stable=True).indices)
-    rank = torch.arange(flat.shape[0], device=device) - (found.cumsum(0) - found).index_select(0, rows)
-    keep = (rank < need.index_select(0, rows)).nonzero().squeeze(1)
-    flat, rows, rank = flat.index_select(0, keep), rows.index_select(0, keep), rank.index_select(0, keep)
-    copy = torch.zeros_like(rank) if copies == 1 else torch.div(rank, target.index_select(0, rows),
-                                                                 rounding_mode="floor")
-    return SparseSelection(rows, flat - rows * length, copy, rank, flat)
+        flat = np.flatnonzero(_bernoulli_chosen(keys, rate * copies).reshape(batch, length) & maskable)
+        copy = _bernoulli_copy(keys.take(flat), rate, copies)
+        return SparseSelection(flat, length, copy, np.zeros_like(copy))
+    n = np.add.reduce(maskable, axis=1, dtype=np.int64) if counts is None else as_array(counts)
+    values = np.where(maskable.reshape(-1), sort_values(np.arange(batch * length), keys), _ABSENT)
+    return exact_units(values.reshape(batch, length), None, target_counts(n, rate), copies, length)
 
 
-DENSE_CUT_MAX_LENGTH = 256  # up to here one kthvalue over whole rows beats compacting candidates first
+def rank_within_rows(rows: np.ndarray, batch: int, rng: np.random.Generator) -> np.ndarray:
+    """A uniformly random rank (0, 1, ...) of every element among the elements of its row."""
+    composite = (rows << 32) | (random_keys(len(rows), rng) >> np.uint64(32)).view(np.int64)
+    order = np.argsort(composite, kind="stable")
+    found = np.bincount(rows, minlength=batch)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order)) - (np.cumsum(found) - found).take(rows.take(order))
+    return rank
 
 
-def _dense_smallest_per_row(keys: torch.Tensor, maskable: torch.Tensor, need: torch.Tensor) -> SparseSelection | None:
-    """Short rows: each row's `need` smallest keys via one `kthvalue` over [B, L + pad] (pads as in
-    `_smallest_per_row`); fewer, larger ops than the candidate path. None when an int32 key tie at a cut
-    (probability ~1e-7 per row) would select too many: the caller then ranks, breaking ties by position."""
-    batch, length = keys.shape
-    most = int(need.max())
-    pad = most - int(need.min())
-    block = torch.empty((batch, length + pad), dtype=torch.int32, device=keys.device)
-    high = torch.tensor(_KEY_MAX, dtype=torch.int32, device=keys.device)
-    torch.where(maskable, keys, high, out=block[:, :length])
-    if pad:
-        room = torch.arange(pad, device=keys.device) < (most - need).view(-1, 1)
-        torch.where(room, torch.tensor(_KEY_MIN, dtype=torch.int32, device=keys.device), high,
-                    out=block[:, length:])
-    cut = block.kthvalue(most, dim=1).values
-    chosen = (keys <= cut.view(-1, 1)) & maskable
-    if bool((chosen.count_nonzero(dim=1) != need).any()):
-        return None
-    flat = chosen.view(-1).nonzero().squeeze(1)
-    rows = torch.div(flat, length, rounding_mode="floor")
-    zeros = torch.zeros_like(flat)
-    return SparseSelection(rows, flat - rows * length, zeros, zeros, flat)
-
-
-def _smallest_per_row(keys: torch.Tensor, flat: torch.Tensor, rows: torch.Tensor, found: torch.Tensor,
-                      need: torch.Tensor, length: int) -> SparseSelection:
-    """Among row-major candidates, each row's `need` smallest keys, ties broken by position (as the stable
-    sort does). The candidates go into a [B, width + pad] block where row b also gets max(need) - need[b]
-    pads below every key, so one `kthvalue(max(need))` gives every row its own cut."""
-    batch, device = found.shape[0], flat.device
-    cols = flat - rows * length
-    values = (keys.index_select(0, flat).to(torch.int64) << 32) + cols  # unique within a row
-    width, most = int(found.max()), int(need.max())
-    pad = most - int(need.min())
-    slot = torch.arange(flat.shape[0], device=device) - (found.cumsum(0) - found).index_select(0, rows)
-    block = torch.full((batch, width + pad), torch.iinfo(torch.int64).max, dtype=torch.int64, device=device)
-    block.view(-1).index_copy_(0, rows * (width + pad) + slot, values)
-    if pad:
-        block[:, width:].masked_fill_(torch.arange(pad, device=device) < (most - need).view(-1, 1),
-                                      torch.iinfo(torch.int64).min)
-    cut = block.kthvalue(most, dim=1).values
-    keep = (values <= cut.index_select(0, rows)).nonzero().squeeze(1)
-    flat, rows, cols = flat.index_select(0, keep), rows.index_select(0, keep), cols.index_select(0, keep)
-    zeros = torch.zeros_like(flat)
-    return SparseSelection(rows, cols, zeros, zeros, flat)
-
-
-def unit_selection(unit_starts: torch.Tensor, maskable: torch.Tensor, counts: torch.Tensor, rate: float,
-                   copies: int, sampling: str, generator: torch.Generator, margin: float = 4.0) -> SparseSelection:
-    """Multi-token units that are never cut (whole words, PMI n-grams), as coordinates: the same choice as
-    `assign_copies` (midpoint rule in key order, over-long units last), computed on a list of units.
+def unit_selection(unit_starts, maskable, counts, rate: float, copies: int, sampling: str,
+                   generator) -> SparseSelection:
+    """Multi-token units that are never cut (whole words, PMI n-grams): the same rule as `assign_copies`
+    (midpoint in key order, over-long units last), on the list of units.
 
     The units come from one compaction of the unit boundaries (each unit runs from its start to the next
-    boundary), draw one key each, and exact sampling ranks only the units whose key falls under a per-row
-    threshold sized for the token need plus a margin: whenever those candidates hold at least the need in
-    tokens, every later unit in key order lies beyond the last copy, so the result equals the full ranking
-    (else the batch takes the full ranking). The chosen units are expanded back to tokens with
-    `repeat_interleave`; nothing after the boundary compaction is full-size.
-    """
+    boundary) and draw one key each; exact sampling sorts each row's unit values (`exact_units`), Bernoulli
+    keeps each unit with probability copies * rate. The chosen units are expanded back to tokens with
+    `np.repeat`."""
+    unit_starts, maskable, counts = as_array(unit_starts), as_array(maskable), as_array(counts)
+    rng = numpy_rng(generator)
     batch, length = maskable.shape
-    device = maskable.device
-    grid = (unit_starts | ~maskable).nonzero()  # every unit start and every non-maskable token, row-major
-    bound_rows = grid[:, 0]
-    bounds = bound_rows * length + grid[:, 1]
-    following = torch.cat([bounds[1:], bounds.new_full((1,), batch * length)])
-    is_unit = unit_starts.view(-1).index_select(0, bounds)
-    keys = random_keys(bounds.shape[0], generator, device)
-    target = target_counts(counts, rate)
-
-    def units(index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(flat start, row, size in tokens) of the units at these boundary indices."""
-        pos, rows = bounds.index_select(0, index), bound_rows.index_select(0, index)
-        return pos, rows, following.index_select(0, index).minimum((rows + 1) * length) - pos
-
+    _check_batch_size(maskable)
+    bounds = np.flatnonzero(unit_starts | ~maskable)  # every unit start and every non-maskable token
+    following = np.empty_like(bounds)
+    following[:-1] = bounds[1:]
+    following[-1:] = batch * length
+    is_unit = unit_starts.reshape(-1).take(bounds)
+    starts, following = bounds[is_unit], following[is_unit]
+    rows = starts // length
+    size = np.minimum(following, (rows + 1) * length) - starts
+    keys = random_keys(len(starts), rng)
     if sampling == "bernoulli":
-        cut = min(_KEY_MAX, max(_KEY_MIN, math.floor(rate * copies * _KEY_SPAN) + _KEY_MIN - 1))
-        chosen = ((keys <= cut) & is_unit).nonzero().squeeze(1)
-        pos, rows, size = units(chosen)
-        if copies == 1:
-            copy = torch.zeros_like(chosen)
-        else:
-            u = keys.index_select(0, chosen).to(torch.int64) - _KEY_MIN
-            copy = torch.div(u, rate * _KEY_SPAN, rounding_mode="floor").long().clamp_(max=copies - 1)
-    else:
-        need = target * copies
-        wanted = need + margin * (2 * need.double()).sqrt() + 2 * margin
-        row_cut = key_threshold(wanted / counts.clamp(min=1)).index_select(0, bound_rows)
-        chosen = ((keys <= row_cut) & is_unit).nonzero().squeeze(1)
-        pos, rows, size = units(chosen)
-        short = size <= target.index_select(0, rows)
-        held = torch.zeros_like(counts).index_add_(0, rows, size * short)
-        if bool((held < need).any()):
-            chosen = is_unit.nonzero().squeeze(1)
-            pos, rows, size = units(chosen)
-            short = size <= target.index_select(0, rows)
-        # key order within each row, units longer than the per-copy target last (rows stay grouped)
-        composite = (rows << 33) | ((~short).to(torch.int64) << 32) | (keys.index_select(0, chosen).to(torch.int64)
-                                                                       - _KEY_MIN)
-        order = composite.sort(stable=True).indices
-        pos, rows, size = pos.index_select(0, order), rows.index_select(0, order), size.index_select(0, order)
-        ends = size.cumsum(0)
-        row_totals = torch.zeros_like(counts).index_add_(0, rows, size)
-        before = ends - size - (row_totals.cumsum(0) - row_totals).index_select(0, rows)
-        copy = torch.div(2 * before + size, 2 * target.index_select(0, rows), rounding_mode="floor")
-        keep = (copy < copies).nonzero().squeeze(1)
-        pos, rows, size, copy = (t.index_select(0, keep) for t in (pos, rows, size, copy))
-    unit_of_token = torch.repeat_interleave(torch.arange(pos.shape[0], device=device), size)
-    flat = (pos - (size.cumsum(0) - size)).index_select(0, unit_of_token) + torch.arange(unit_of_token.shape[0],
-                                                                                       device=device)
-    token_rows = rows.index_select(0, unit_of_token)
-    return SparseSelection(token_rows, flat - token_rows * length, copy.index_select(0, unit_of_token),
-                           torch.empty(0, dtype=torch.long, device=device), flat)
+        chosen = np.flatnonzero(_bernoulli_chosen(keys, rate * copies))
+        starts, size = starts.take(chosen), size.take(chosen)
+        copy = _bernoulli_copy(keys.take(chosen), rate, copies)
+        flat = np.repeat(starts - (np.cumsum(size) - size), size) + np.arange(int(size.sum()))
+        return SparseSelection(flat, length, np.repeat(copy, size), np.empty(0, dtype=np.int64))
+    target = target_counts(counts, rate)
+    values = np.full(batch * length, _ABSENT, dtype=np.int64)
+    values[starts] = sort_values(starts, keys, size > target.take(rows))
+    sizes = np.zeros(batch * length, dtype=np.int64)
+    sizes[starts] = size
+    return exact_units(values.reshape(batch, length), sizes, target, copies, length)
 
 
 def assign_copies(unit_starts: torch.Tensor, maskable: torch.Tensor, rate: float, copies: int,
