@@ -146,8 +146,15 @@ class SelfAttention(nn.Module):
         self.attention_dropout = config.attention_dropout
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, explicit: bool = False):
-        """`mask`: bool [B, 1, 1, L] (True = attend) or None. Returns (output, probs, q, k)."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, explicit: bool = False,
+                rows: torch.Tensor | None = None):
+        """`mask`: bool [B, 1, 1, L] (True = attend) or None. Returns (output, probs, q, k).
+
+        With `rows` (sorted flat indices into [B * L]) only those positions are computed: keys and values
+        still come from every position, but queries, the output projection, residual and LayerNorm run on
+        the N given rows, and the output is [N, H] (see `EncoderModel.forward`'s `final_rows`)."""
+        if rows is not None:
+            return self._forward_rows(x, mask, rows), None, None, None
         b, length, h = x.shape
         qkv = self.qkv(x).view(b, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
@@ -164,6 +171,28 @@ class SelfAttention(nn.Module):
         context = context.transpose(1, 2).reshape(b, length, h)
         out = self.LayerNorm(x + self.dropout(self.output(context)))
         return out, probs, q, k
+
+    def _forward_rows(self, x: torch.Tensor, mask: torch.Tensor | None, rows: torch.Tensor) -> torch.Tensor:
+        """The layer at some positions only. Each sequence's queries are packed into a [B, width] block
+        (width = the most rows any sequence has; the spare slots are zero queries whose output is dropped),
+        so one SDPA call serves uneven counts."""
+        b, length, h = x.shape
+        heads, d = self.num_heads, self.head_dim
+        weight, bias = self.qkv.weight, self.qkv.bias
+        kv = F.linear(x, weight[h:], bias[h:]).view(b, length, 2, heads, d).permute(2, 0, 3, 1, 4)
+        k, v = kv.unbind(0)
+        x_rows = x.reshape(b * length, h).index_select(0, rows)
+        q_rows = F.linear(x_rows, weight[:h], bias[:h])
+        sequence = torch.div(rows, length, rounding_mode="floor")
+        counts = torch.bincount(sequence, minlength=b)
+        width = int(counts.max()) if rows.numel() else 1
+        slot = sequence * width + torch.arange(rows.shape[0], device=rows.device) - (counts.cumsum(0) - counts)[sequence]
+        q = q_rows.new_zeros(b * width, h).index_copy(0, slot, q_rows)
+        q = q.view(b, width, heads, d).transpose(1, 2)
+        drop = self.attention_dropout if self.training else 0.0
+        context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
+        context = context.transpose(1, 2).reshape(b * width, h).index_select(0, slot)
+        return self.LayerNorm(x_rows + self.dropout(self.output(context)))
 
 
 class FeedForward(nn.Module):
@@ -228,19 +257,29 @@ class EncoderModel(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None, output_hidden_states: bool = False,
-                output_attentions: bool = False, output_qk: bool = False) -> EncoderOutput:
+                output_attentions: bool = False, output_qk: bool = False,
+                final_rows: torch.Tensor | None = None) -> EncoderOutput:
+        """`final_rows` (sorted flat indices into [B * L]): the positions whose final hidden state the caller
+        needs, e.g. the labelled ones of masked LM. The last layer then computes queries, attention output
+        and feed-forward at those rows only (keys and values still from every position: the result is the
+        same), and `last_hidden_state` is [N, H] for those rows, `pooled` None. At 15% masking this skips
+        most of the last layer."""
         if input_ids.shape[1] > self.config.max_positions:
             raise ConfigError(f"sequence length {input_ids.shape[1]} exceeds max_positions "
                               f"{self.config.max_positions}; shorten the input or build a larger model",
                               "max_positions")
-        mask = padding_mask(attention_mask)
         explicit = output_attentions or output_qk
+        if final_rows is not None and (explicit or output_hidden_states):
+            raise ValueError("final_rows computes the last layer at some positions only; it cannot be combined "
+                             "with attentions, queries/keys or hidden states of every position")
+        mask = padding_mask(attention_mask)
         x = self.embeddings(input_ids, token_type_ids)
         hidden = [x] if output_hidden_states else None
         attentions, queries, keys = [], [], []
+        last = self.config.num_layers - 1
         for i in range(self.config.num_layers):
             attention, ffn = self.layer_blocks(i)
-            x, probs, q, k = attention(x, mask, explicit)
+            x, probs, q, k = attention(x, mask, explicit, rows=final_rows if i == last else None)
             x = ffn(x)
             if output_attentions:
                 attentions.append(probs)
@@ -249,7 +288,7 @@ class EncoderModel(nn.Module):
                 keys.append(k)
             if hidden is not None:
                 hidden.append(x)
-        pooled = torch.tanh(self.pooler(x[:, 0]))
+        pooled = torch.tanh(self.pooler(x[:, 0])) if final_rows is None else None
         return EncoderOutput(
             last_hidden_state=x,
             pooled=pooled,

@@ -2,7 +2,9 @@
 
 The MLM head is *sparse*: only rows whose label is not -100 are gathered before the transform and the
 tied V-wide decoder, so at 15% masking ~85% of the largest matmul (and its gradient) is never computed.
-The logits on the labelled rows are identical to those of the usual dense head.
+The same holds one layer down: the encoder's last layer runs its queries, attention output and
+feed-forward at the labelled rows only (keys and values still come from every position). The logits on
+the labelled rows are identical to those of the usual dense computation.
 """
 
 from __future__ import annotations
@@ -32,14 +34,6 @@ class MLMHead(nn.Module):
         """Logits for the given rows of hidden states (any leading shape)."""
         x = self.LayerNorm(self.act(self.dense(hidden)))
         return F.linear(x, word_embeddings, self.bias)
-
-
-def sparse_rows(hidden: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The hidden rows [N, H] and labels [N] at positions where labels != -100."""
-    flat_labels = labels.reshape(-1)
-    index = (flat_labels != IGNORE_INDEX).nonzero().squeeze(1)
-    rows = hidden.reshape(-1, hidden.shape[-1]).index_select(0, index)
-    return rows, flat_labels.index_select(0, index)
 
 
 def _loss_and_counts(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -76,18 +70,32 @@ class EncoderForPretraining(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
                 sentence_label: torch.Tensor | None = None, **unused) -> dict:
-        """Batch keys in, `loss` + MLM (and sentence) loss/correct/count out. Unknown keys are ignored."""
-        out = self.encoder(input_ids, attention_mask, token_type_ids)
+        """Batch keys in, `loss` + MLM (and sentence) loss/correct/count out. Unknown keys are ignored.
+
+        With labels, the encoder's last layer runs only at the labelled positions (and [CLS] when a sentence
+        head needs the pooled output): nothing else of the last layer reaches the loss."""
         result = {}
         loss = None
+        pooled = None
         if labels is not None:
-            rows, targets = sparse_rows(out.last_hidden_state, labels)
-            logits = self.mlm(rows, self.encoder.embeddings.word_embeddings.weight)
-            mlm_loss, correct, count = _loss_and_counts(logits, targets)
+            batch, length = labels.shape
+            predicted = labels.reshape(-1) != IGNORE_INDEX
+            needed = predicted.clone()
+            if self.sentence is not None:
+                needed.view(batch, length)[:, 0] = True
+            rows = needed.nonzero().squeeze(1)
+            out = self.encoder(input_ids, attention_mask, token_type_ids, final_rows=rows)
+            picked = predicted.index_select(0, rows)
+            logits = self.mlm(out.last_hidden_state[picked], self.encoder.embeddings.word_embeddings.weight)
+            mlm_loss, correct, count = _loss_and_counts(logits, labels.reshape(-1).index_select(0, rows)[picked])
             result.update(mlm_loss=mlm_loss, mlm_correct=correct, mlm_count=count)
             loss = mlm_loss
+            if self.sentence is not None:
+                pooled = torch.tanh(self.encoder.pooler(out.last_hidden_state[rows % length == 0]))
+        else:
+            pooled = self.encoder(input_ids, attention_mask, token_type_ids).pooled
         if self.sentence is not None:
-            sentence_logits = self.sentence(self.sentence_dropout(out.pooled))
+            sentence_logits = self.sentence(self.sentence_dropout(pooled))
             result["sentence_logits"] = sentence_logits
             if sentence_label is not None:
                 s_loss, s_correct, s_count = _loss_and_counts(sentence_logits, sentence_label.reshape(-1))
