@@ -49,6 +49,12 @@ def allocator_tuned() -> bool:
     return bool(_tuned) or ("MALLOC_MMAP_THRESHOLD_" in os.environ and "MALLOC_TRIM_THRESHOLD_" in os.environ)
 
 
+def progress_enabled() -> bool:
+    """False when progress bars are switched off for this process (`MASKBENCH_PROGRESS=0`, which
+    `experiment run --quiet` and `demo --quiet` set for the stages they run)."""
+    return os.environ.get("MASKBENCH_PROGRESS", "1") != "0"
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch's global generators (explicit generators are still preferred)."""
     import numpy as np

@@ -112,3 +112,13 @@ def test_word_class_probe_reads_the_synthetic_languages_classes(tmp_path):
     result = probe(model, tok, config)
     assert result.classes["words"] >= 8          # determiner, noun, verb, adjective, punctuation, ...
     assert result.accuracy["words"][0] > result.baseline["words"] + 0.3
+
+
+def test_probe_bars_stay_silent_when_progress_is_off(encoder_dir, tokenizer, monkeypatch, capsys):
+    """`experiment run --quiet` sets MASKBENCH_PROGRESS=0 for its stages; the probe's bars obey it."""
+    from maskbench.models import load_model
+
+    monkeypatch.setenv("MASKBENCH_PROGRESS", "0")
+    probe(load_model(encoder_dir), tokenizer, ProbeConfig(epochs=1, seed=1), texts=SENTENCES[:8])
+    captured = capsys.readouterr()
+    assert captured.err == "" and captured.out == ""

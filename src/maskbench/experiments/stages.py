@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any, Literal
 from ..config import check_choice, check_range, from_dict
 from ..errors import ConfigError, MaskbenchError
 from ..io import read_json, write_json, write_text
+from ..runtime import progress_enabled
 from .cells import StageContext, StageDef
 
 SYNTH_TASKS_DIR = "tasks"
@@ -235,7 +235,7 @@ def prepare_stage(ctx: StageContext) -> dict:
     tokenizer_path = out / "tokenizer.json"
     train_tokenizer(inputs, kind=tok.kind, vocab_size=tok.vocab_size, out_path=tokenizer_path,
                     lowercase=tok.lowercase)
-    manifest = prepare(inputs, tokenizer_path, out / "shards", config=prep, overwrite=True, progress=_progress())
+    manifest = prepare(inputs, tokenizer_path, out / "shards", config=prep, overwrite=True, progress=progress_enabled())
     samples = []
     for sentence in iter_sentences(resolve_inputs(inputs), sentences=prep.sentences):
         if len(sentence.split()) >= 4:
@@ -273,7 +273,7 @@ def _pretrain_config(ctx: StageContext):
 
     section = copy.deepcopy(_section(ctx.config, "pretrain"))
     section.pop("enabled", None)
-    if not _progress():
+    if not progress_enabled():
         section.setdefault("log", {})["progress"] = False
     data = section.setdefault("data", {})
     data["shards"] = str(ctx.parents["prepare"] / "shards")
@@ -290,7 +290,7 @@ def _pmi_vocabulary(ctx: StageContext) -> Path:
 
     path = ctx.out / "pmi.json"
     if not path.is_file():
-        write_pmi_vocabulary(build_pmi_vocabulary(ctx.parents["prepare"] / "shards", progress=_progress()), path)
+        write_pmi_vocabulary(build_pmi_vocabulary(ctx.parents["prepare"] / "shards", progress=progress_enabled()), path)
     return path
 
 
@@ -426,7 +426,7 @@ def finetune_stage(ctx: StageContext) -> dict:
         raise ConfigError(f"task '{task}' is not a synthetic task of this corpus; set finetune.data to the folder "
                           "holding it (e.g. ../shared/data/glue)", "finetune.data")
     pretrained = ctx.parents["pretrain"] / ctx.parent_results["pretrain"].get("model", "model")
-    if not _progress():
+    if not progress_enabled():
         section["progress"] = False
     config = from_dict(FinetuneConfig, {**section, "task": task, "data": data, "checkpoint": str(pretrained),
                                         "tokenizer": str(_tokenizer_of(ctx)),
@@ -495,7 +495,7 @@ def heads_stage(ctx: StageContext) -> dict:
     model, tokenizer = _load_pretrained(ctx)
     texts = _samples(ctx)[: section.samples]
     thresholds = from_dict(HeadThresholds, section.options, where="heads.options")
-    report = head_patterns(model, tokenizer, texts, thresholds=thresholds, progress=_progress())
+    report = head_patterns(model, tokenizer, texts, thresholds=thresholds, progress=progress_enabled())
     write_json(ctx.out / "heads.json", report.to_json())
     plot_heads(report, ctx.out / "heads.png")
     counts = {label: len(heads) for label, heads in report.to_json()["summary"].items()}
@@ -512,10 +512,6 @@ def attention_stage(ctx: StageContext) -> dict:
     data = attention(model, tokenizer, text, pair=section.pair)
     write_html(data, ctx.out / "attention.html", views=section.views)
     return {"html": "attention.html", "text": text}
-
-
-def _progress() -> bool:
-    return os.environ.get("MASKBENCH_PROGRESS", "1") != "0"
 
 
 def _enabled(section: str):

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..config import check_choice, check_range
 from ..errors import DataError, MaskbenchError
+from ..runtime import progress_enabled
 
 TASKS = ("token_identity", "word_class", "labels")
 
@@ -150,7 +151,7 @@ def _collect(model, batch: dict[str, np.ndarray], picks: dict[str, np.ndarray], 
     labs = {k: [] for k in picks}
     sents = {k: [] for k in picks}
     n = batch["input_ids"].shape[0]
-    bar = tqdm(total=n, desc=desc, unit="sent", dynamic_ncols=True)
+    bar = tqdm(total=n, desc=desc, unit="sent", dynamic_ncols=True, disable=not progress_enabled())
     for start in range(0, n, forward_batch_size):
         sl = slice(start, start + forward_batch_size)
         lengths = batch["attention_mask"][sl].sum(1)
@@ -298,7 +299,8 @@ def train_probes(x_train, y_train, x_val, y_val, num_classes: int, config: Probe
     opt = torch.optim.Adam([weight, bias], lr=config.lr, weight_decay=config.weight_decay)
     steps = max(1, -(-n // config.batch_size))
     epochs = max(config.epochs, -(-config.min_steps // steps))
-    bar = tqdm(total=epochs * steps, desc=desc, unit="step", dynamic_ncols=True, leave=False)
+    bar = tqdm(total=epochs * steps, desc=desc, unit="step", dynamic_ncols=True, leave=False,
+               disable=not progress_enabled())
     for _ in range(epochs):
         order = torch.randperm(n, generator=g)
         for s in range(steps):
