@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 from ..runtime import resolve_device
 from .config import DistributedConfig
 
@@ -129,6 +129,21 @@ def unused_parameters(model: nn.Module, sample: dict) -> list[str]:
     return unused
 
 
+def repeated_blocks(model: nn.Module) -> list[nn.Module]:
+    """The elements of the outermost `nn.ModuleList`s (transformer blocks), not the lists inside a block.
+
+    FSDP2 shards bottom-up: a module inside one already given to `fully_shard` cannot be sharded after it
+    (T5's `block[i].layer[j]` failed so), and one unit per block is the intended granularity anyway.
+    """
+    blocks = []
+    for child in model.children():
+        if isinstance(child, nn.ModuleList):
+            blocks.extend(child)
+        else:
+            blocks.extend(repeated_blocks(child))
+    return blocks
+
+
 def wrap_model(model: nn.Module, world: World, sample: dict | None = None) -> nn.Module:
     """DDP (or FSDP2's `fully_shard` on every repeated block, then the root) when there are several ranks.
 
@@ -141,10 +156,13 @@ def wrap_model(model: nn.Module, world: World, sample: dict | None = None) -> nn
             from torch.distributed.fsdp import fully_shard
         except ImportError:  # pragma: no cover - PyTorch < 2.6
             raise ConfigError("FSDP2 needs PyTorch >= 2.6; set distributed.fsdp = false", "distributed.fsdp")
-        for module in list(model.modules()):
-            if isinstance(module, nn.ModuleList):
-                for block in module:
-                    fully_shard(block)
+        for block in repeated_blocks(model):
+            # A table inside a block that the stack looks up outside the block's forward (T5's relative
+            # position bias, owned by block 0) needs its own unit, or its shards meet unsharded inputs.
+            for table in block.modules():
+                if isinstance(table, nn.Embedding):
+                    fully_shard(table)
+            fully_shard(block)
         fully_shard(model)
         return model
     device_ids = [world.device.index] if world.device.type == "cuda" else None
@@ -183,27 +201,67 @@ def _fsdp_no_sync(model):
         model.set_requires_gradient_sync(True)
 
 
-def full_state_dicts(model: nn.Module, optimizer: torch.optim.Optimizer, world: World) -> tuple[dict, dict]:
-    """Unsharded model and optimiser state (a collective under FSDP: every rank must call it)."""
+def full_model_state(model: nn.Module, world: World) -> dict:
+    """The unsharded model state (under FSDP a collective; only rank 0 gets it, the others an empty dict)."""
     if world.fsdp:
-        from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
-                                                             get_optimizer_state_dict)
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-        return (get_model_state_dict(model, options=options),
-                get_optimizer_state_dict(model, optimizer, options=options))
+        return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    return unwrap(model).state_dict()
+
+
+def full_state_dicts(model: nn.Module, optimizer: torch.optim.Optimizer, world: World) -> tuple[dict, dict]:
+    """Unsharded model and optimiser state, in the format of `module.state_dict()` / `optimizer.state_dict()`.
+
+    Under FSDP this is a collective (every rank must call it) and only rank 0 gets the state (the others get
+    empty dicts). The optimiser state keeps `optimizer.state_dict()`'s integer parameter ids (not the FQNs
+    torch.distributed.checkpoint would use), so a checkpoint written under FSDP is the same as a DDP or
+    single-process one, and each loads the other.
+    """
+    if world.fsdp:
+        from torch.distributed.tensor import DTensor
+
+        model_state = full_model_state(model, world)
+        local = optimizer.state_dict()  # the same parameter order (and so the same entries) on every rank
+        state: dict = {}
+        for key, entries in local["state"].items():
+            full = state[key] = {}  # only rank 0's is kept
+            for name, value in entries.items():
+                if isinstance(value, DTensor):
+                    value = value.full_tensor()  # an all-gather: every rank takes part, one tensor at a time
+                if world.is_main:
+                    full[name] = value.cpu() if isinstance(value, torch.Tensor) else value
+        optimizer_state = {"state": state, "param_groups": local["param_groups"]} if world.is_main else {}
+        return model_state, optimizer_state
     return unwrap(model).state_dict(), optimizer.state_dict()
 
 
 def load_full_state_dicts(model: nn.Module, optimizer: torch.optim.Optimizer, model_state: dict,
                           optimizer_state: dict, world: World) -> None:
+    """Load what `full_state_dicts` wrote (under FSDP: on every rank, each keeping its own shards)."""
     if world.fsdp:
-        from torch.distributed.checkpoint.state_dict import (StateDictOptions, set_model_state_dict,
-                                                             set_optimizer_state_dict)
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+        from torch.distributed.tensor import DTensor, distribute_tensor
 
-        options = StateDictOptions(full_state_dict=True)
-        set_model_state_dict(model, model_state, options=options)
-        set_optimizer_state_dict(model, optimizer, optimizer_state, options=options)
+        set_model_state_dict(model, model_state, options=StateDictOptions(full_state_dict=True))
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        state: dict = {}
+        for key, entries in optimizer_state["state"].items():
+            if not 0 <= int(key) < len(params):
+                raise CheckpointError(f"the optimiser state names parameter {key}; the model has {len(params)}")
+            param = params[int(key)]
+            shards = {}
+            for name, value in entries.items():
+                if isinstance(param, DTensor) and isinstance(value, torch.Tensor) and value.dim() > 0:
+                    if value.shape != param.shape:
+                        raise CheckpointError(f"optimiser state {name} of parameter {key} has shape "
+                                         f"{tuple(value.shape)}, the parameter {tuple(param.shape)}")
+                    # Every rank read the whole checkpoint: each keeps its own slice, no communication.
+                    value = distribute_tensor(value.to(param.device), param.device_mesh, param.placements,
+                                              src_data_rank=None)
+                shards[name] = value
+            state[key] = shards
+        optimizer.load_state_dict({"state": state, "param_groups": optimizer_state["param_groups"]})
         return
     unwrap(model).load_state_dict(model_state, strict=True)
     optimizer.load_state_dict(optimizer_state)

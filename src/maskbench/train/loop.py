@@ -30,8 +30,8 @@ from ..errors import CheckpointError, ConfigError, DataError, MaskbenchError
 from ..io import read_jsonl, write_json
 from . import checkpoint as ckpt
 from .config import FORMAT_VERSION, PretrainConfig, load_pretrain_config
-from .distributed import (World, close_world, full_state_dicts, init_world, load_full_state_dicts, no_sync,
-                          wrap_model)
+from .distributed import (World, close_world, full_model_state, full_state_dicts, init_world, load_full_state_dicts,
+                          no_sync, wrap_model)
 from .evaluate import (ENCODER_TERMS, SENTENCE_TERM, SEQ2SEQ_TERMS, TRAIN_STREAM, Term, autocast,
                        count_predictions, evaluate, rank_rows, stream_generator, to_device)
 from .logging import MetricsLog, format_eta, truncate_metrics
@@ -500,7 +500,10 @@ class Trainer:
         """The model as one unsharded module (under FSDP: a CPU copy filled from the gathered state)."""
         if not self.world.fsdp:
             return self.raw_model
-        plain = self.setup.new_model()
+        # Building modules draws their default initialisation from the global generator, which drives this
+        # rank's dropout: without the fork the run after a checkpoint would not be the run a resume repeats.
+        with torch.random.fork_rng(devices=[]):
+            plain = self.setup.new_model()
         plain.load_state_dict(model_state)
         return plain
 
@@ -509,7 +512,7 @@ class Trainer:
         from ..models.checkpoint import save_model
 
         target = self.out_dir / "model"
-        model_state = full_state_dicts(self.model, self.optimizer, self.world)[0] if self.world.fsdp else None
+        model_state = full_model_state(self.model, self.world) if self.world.fsdp else None
         if self.world.is_main:
             try:
                 plain = self._plain_model(model_state)
