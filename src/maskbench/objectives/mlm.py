@@ -256,8 +256,9 @@ class MaskedLM:
             flat = (sparse.rows * k + sparse.copy) * ids.shape[1] + sparse.cols
         out = dict(batch)
         corrupted, labels = corrupt_flat(ids, flat, predicted, self.replace, self.mask_id, self._pool_np, rng)
-        out["input_ids"] = torch.from_numpy(corrupted).to(ids_t.device)
-        out["labels"] = torch.from_numpy(labels).to(ids_t.device)
+        out["input_ids"], out["labels"] = torch.from_numpy(corrupted), torch.from_numpy(labels)
+        if ids_t.device.type != "cpu":
+            out["input_ids"], out["labels"] = out["input_ids"].to(ids_t.device), out["labels"].to(ids_t.device)
         return out
 
 
