@@ -181,3 +181,13 @@ def test_long_rows_take_the_partition_path_and_stay_exact(unit):
         assert torch.equal(selected, expected)
     else:  # the unit straddling the target is kept only when that lands nearer: within half a word
         assert ((selected - expected).abs() <= 8).all()
+
+
+@pytest.mark.parametrize("bad_id", [1000, 5000, -1, -100])
+@pytest.mark.parametrize("unit", ["token", "whole_word"])
+def test_ids_outside_the_vocabulary_are_refused(bad_id, unit):
+    batch = make_batch(3, 20, 1)
+    batch["input_ids"][1, 4] = bad_id  # VOCAB is 1000
+    obj = build_objective("mlm", **mlm_wiring(), unit=unit)
+    with pytest.raises(ConfigError, match="outside the vocabulary"):
+        obj(batch, generator=torch.Generator().manual_seed(0))

@@ -78,11 +78,15 @@ def as_array(value) -> np.ndarray:
 def maskable_positions(input_ids: np.ndarray, attention_mask: np.ndarray | None, plain: np.ndarray) -> np.ndarray:
     """Bool [B, L]: attended tokens that are not special (CLS, SEP, PAD, MASK, sentinels...).
 
-    `plain` is the objective's cached bool table of non-special ids; one `take` looks every token up."""
-    if input_ids.size and (int(input_ids.max()) >= len(plain) or int(input_ids.min()) < 0):
+    `plain` is the objective's cached bool table of non-special ids; one `take` looks every token up (and
+    refuses ids past the vocabulary; negative ids, which `take` would wrap, are checked apart)."""
+    try:
+        if input_ids.size and int(input_ids.min()) < 0:
+            raise IndexError
+        maskable = plain.take(input_ids)
+    except IndexError:
         raise ConfigError(f"input_ids hold ids outside the vocabulary [0, {len(plain)}); the objective's "
-                          "vocab_size does not match the tokenizer", "vocab_size")
-    maskable = plain.take(input_ids)
+                          "vocab_size does not match the tokenizer", "vocab_size") from None
     if attention_mask is not None:
         maskable &= attention_mask if attention_mask.dtype == np.bool_ else attention_mask != 0
     return maskable
@@ -223,14 +227,27 @@ def exact_units(values: np.ndarray, sizes: np.ndarray | None, target: np.ndarray
     ordered = _sorted_prefix(values, width)
     present = ordered < _ABSENT
     flat = ordered & ((1 << _POSITION_BITS) - 1)
-    size = present.astype(np.int64) if sizes is None else np.where(present, sizes.take(flat), 0)
-    before = np.cumsum(size, axis=1) - size
-    copy = (2 * before + size) // (2 * target[:, None])
-    chosen = (copy < copies) & present
-    flat, size, copy, before = flat[chosen], size[chosen], copy[chosen], before[chosen]
-    if sizes is None:
-        return SparseSelection(flat, length, copy, before)
+    twice_target = 2 * target[:, None]
+    if sizes is None:  # single tokens: the midpoint rule is rank // target
+        rank = np.cumsum(present, axis=1) - 1
+        pick = np.flatnonzero(present & (rank < copies * target[:, None]))
+        rank = rank.reshape(-1).take(pick)
+        copy = rank // target.take(pick // width) if copies > 1 else np.zeros_like(rank)
+        return SparseSelection(flat.reshape(-1).take(pick), length, copy, rank)
+    size = sizes.take(flat)
+    size *= present
+    twice_midpoint = 2 * np.cumsum(size, axis=1) - size  # 2 * (tokens before the unit) + its size
+    # Absent entries sit after every unit of their row, where the running count is the row's whole count
+    # n >= target, so with one copy they fall out by themselves.
+    chosen = twice_midpoint < copies * twice_target
+    if copies > 1:
+        chosen &= present
+    pick = np.flatnonzero(chosen)
+    flat, size = flat.reshape(-1).take(pick), size.reshape(-1).take(pick)
     flat = np.repeat(flat - (np.cumsum(size) - size), size) + np.arange(int(size.sum()))
+    if copies == 1:
+        return SparseSelection(flat, length, np.zeros(len(flat), dtype=np.int64), np.empty(0, dtype=np.int64))
+    copy = twice_midpoint.reshape(-1).take(pick) // twice_target.reshape(-1).take(pick // width)
     return SparseSelection(flat, length, np.repeat(copy, size), np.empty(0, dtype=np.int64))
 
 
