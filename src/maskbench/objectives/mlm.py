@@ -100,11 +100,8 @@ class MaskedLM:
     max_span: int = 10
     pmi_path: str | None = None
     sentence: str | None = None
-    _special: torch.Tensor = field(init=False, repr=False, compare=False)
-    _plain: torch.Tensor = field(init=False, repr=False, compare=False)
-    _pool: torch.Tensor = field(init=False, repr=False, compare=False)
-    _plain_np: np.ndarray = field(init=False, repr=False, compare=False)
-    _pool_np: np.ndarray = field(init=False, repr=False, compare=False)
+    _plain: np.ndarray = field(init=False, repr=False, compare=False)  # bool [vocab]: not a special id
+    _pool: np.ndarray = field(init=False, repr=False, compare=False)  # the ids a random replacement may take
     _pmi: object = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self) -> None:
@@ -130,10 +127,9 @@ class MaskedLM:
                     "integer (each sequence becomes that many copies); pick predict_rate = 2, 3, ... x mask_rate",
                     "predict_rate")
         specials = sorted(set(self.special_ids) | {self.mask_id})
-        self._special = selection.special_table(self.vocab_size, specials)
-        self._plain = ~self._special
-        self._pool = replacement_pool(self.vocab_size, specials)
-        self._plain_np, self._pool_np = self._plain.numpy(), self._pool.numpy()
+        self._plain = np.ones(self.vocab_size, dtype=np.bool_)
+        self._plain[specials] = False
+        self._pool = np.flatnonzero(self._plain)
         if self.replace[1] > 0 and len(self._pool) == 0:
             raise ConfigError("every vocabulary id is special, so no random replacement token exists", "replace")
         if self.unit == "pmi":
@@ -201,7 +197,7 @@ class MaskedLM:
 
     def _maskable(self, batch: dict, ids: np.ndarray) -> np.ndarray:
         mask = batch.get("attention_mask")
-        return selection.maskable_positions(ids, None if mask is None else selection.as_array(mask), self._plain_np)
+        return selection.maskable_positions(ids, None if mask is None else selection.as_array(mask), self._plain)
 
     def _select_sparse(self, batch: dict, maskable: np.ndarray, generator: torch.Generator, rng: np.random.Generator,
                        counts: np.ndarray) -> selection.SparseSelection:
@@ -255,7 +251,7 @@ class MaskedLM:
             ids = np.repeat(ids, k, axis=0)
             flat = (sparse.rows * k + sparse.copy) * ids.shape[1] + sparse.cols
         out = dict(batch)
-        corrupted, labels = corrupt_flat(ids, flat, predicted, self.replace, self.mask_id, self._pool_np, rng)
+        corrupted, labels = corrupt_flat(ids, flat, predicted, self.replace, self.mask_id, self._pool, rng)
         out["input_ids"], out["labels"] = torch.from_numpy(corrupted), torch.from_numpy(labels)
         if ids_t.device.type != "cpu":
             out["input_ids"], out["labels"] = out["input_ids"].to(ids_t.device), out["labels"].to(ids_t.device)

@@ -41,13 +41,6 @@ from ..errors import ConfigError
 NOT_SELECTED = -1
 
 
-def special_table(vocab_size: int, special_ids) -> torch.Tensor:
-    """Bool [vocab_size]: True at special ids. Indexing it beats `torch.isin` (a sort) by far."""
-    table = torch.zeros(vocab_size, dtype=torch.bool)
-    table[torch.as_tensor(list(special_ids), dtype=torch.long)] = True
-    return table
-
-
 _LOCAL = threading.local()
 _PCG_INCREMENT = 0xDA3E39CB94B95BDB_5851F42D4C957F2D | 1  # any odd 128-bit stream constant
 
