@@ -17,11 +17,12 @@ Every policy reduces to the same two steps, both vectorised over the batch:
 The hot paths (token units; whole words and PMI n-grams, which are never cut) run in NumPy. A masking call
 is a few dozen array operations on a few thousand elements, so its cost is per-operation overhead, about
 half of torch's in NumPy; and NumPy's PCG64 draws random numbers several times faster than torch's
-Mersenne Twister. Every random choice still flows from the caller's `torch.Generator`: one 64-bit draw
-from it (two 64-bit numbers) sets the state of the PCG64 of that call (`numpy_rng`). Each unit's sort value packs (long flag, random 32-bit
-key, flat position) into one int64, so one row-wise `np.sort` (after an `np.partition` when the need is a
-small share of the row) orders the units, ties broken by position, and the positions are read back from
-the low bits; only the first copies * target values of a row can be selected, so only they are walked.
+Mersenne Twister. Every random choice still flows from the caller's `torch.Generator`: one draw of two
+64-bit numbers from it sets the state of the PCG64 of that call (`numpy_rng`). Each unit's sort value packs
+(long flag, random 32-bit key, flat position) into one int64, so one row-wise `np.sort` (after an
+`np.partition` when the need is a small share of the row) orders the units, ties broken by position, and
+the positions are read back from the low bits; only the first copies * target values of a row can be
+selected, so only they are walked.
 SpanBERT spans and the T5 objectives keep the dense torch path (`assign_copies`, `exact_subset`).
 
 Nothing here loops over tokens or sequences; each step is a sort, a cumulative sum, a scatter or a gather.
@@ -220,7 +221,6 @@ def exact_units(values: np.ndarray, sizes: np.ndarray | None, target: np.ndarray
     ordered = _sorted_prefix(values, width)
     present = ordered < _ABSENT
     flat = ordered & ((1 << _POSITION_BITS) - 1)
-    twice_target = 2 * target[:, None]
     if sizes is None:  # single tokens: the midpoint rule is rank // target
         rank = np.cumsum(present, axis=1) - 1
         pick = np.flatnonzero(present & (rank < copies * target[:, None]))
@@ -229,6 +229,7 @@ def exact_units(values: np.ndarray, sizes: np.ndarray | None, target: np.ndarray
         return SparseSelection(flat.reshape(-1).take(pick), length, copy, rank)
     size = sizes.take(flat)
     size *= present
+    twice_target = 2 * target[:, None]
     twice_midpoint = 2 * np.cumsum(size, axis=1) - size  # 2 * (tokens before the unit) + its size
     # Absent entries sit after every unit of their row, where the running count is the row's whole count
     # n >= target, so with one copy they fall out by themselves.
@@ -236,12 +237,16 @@ def exact_units(values: np.ndarray, sizes: np.ndarray | None, target: np.ndarray
     if copies > 1:
         chosen &= present
     pick = np.flatnonzero(chosen)
-    flat, size = flat.reshape(-1).take(pick), size.reshape(-1).take(pick)
-    flat = np.repeat(flat - (np.cumsum(size) - size), size) + np.arange(int(size.sum()))
-    if copies == 1:
-        return SparseSelection(flat, length, np.zeros(len(flat), dtype=np.int64), np.empty(0, dtype=np.int64))
-    copy = twice_midpoint.reshape(-1).take(pick) // twice_target.reshape(-1).take(pick // width)
-    return SparseSelection(flat, length, np.repeat(copy, size), np.empty(0, dtype=np.int64))
+    copy = None if copies == 1 else \
+        twice_midpoint.reshape(-1).take(pick) // twice_target.reshape(-1).take(pick // width)
+    return _expand_units(flat.reshape(-1).take(pick), size.reshape(-1).take(pick), copy, length)
+
+
+def _expand_units(starts: np.ndarray, size: np.ndarray, copy: np.ndarray | None, length: int) -> SparseSelection:
+    """Chosen units (flat start, size in tokens, copy or None for all copy 0) as their tokens."""
+    flat = np.repeat(starts - (np.cumsum(size) - size), size) + np.arange(int(size.sum()))
+    copy = np.zeros(len(flat), dtype=np.int64) if copy is None else np.repeat(copy, size)
+    return SparseSelection(flat, length, copy, np.empty(0, dtype=np.int64))
 
 
 def _check_batch_size(maskable: np.ndarray) -> None:
@@ -307,9 +312,7 @@ def unit_selection(unit_starts, maskable, counts, rate: float, copies: int, samp
     if sampling == "bernoulli":
         chosen = np.flatnonzero(_bernoulli_chosen(keys, rate * copies))
         starts, size = starts.take(chosen), size.take(chosen)
-        copy = _bernoulli_copy(keys.take(chosen), rate, copies)
-        flat = np.repeat(starts - (np.cumsum(size) - size), size) + np.arange(int(size.sum()))
-        return SparseSelection(flat, length, np.repeat(copy, size), np.empty(0, dtype=np.int64))
+        return _expand_units(starts, size, _bernoulli_copy(keys.take(chosen), rate, copies), length)
     target = target_counts(counts, rate)
     values = np.full(batch * length, _ABSENT, dtype=np.int64)
     values[starts] = sort_values(starts, keys, size > target.take(rows))
