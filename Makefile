@@ -18,6 +18,11 @@ $(VENV)/.installed: $(VENV)/.created pyproject.toml
 	$(PIP) install -q -e .
 	touch $@
 
+# The tour in README.md exports to Hugging Face, so `make demo` installs the `hf` extra too.
+$(VENV)/.installed-hf: $(VENV)/.installed pyproject.toml
+	$(PIP) install -q -e ".[hf]"
+	touch $@
+
 $(VENV)/.installed-dev: $(VENV)/.installed pyproject.toml
 	$(PIP) install -q -e ".[dev]"
 	touch $@
@@ -25,7 +30,7 @@ $(VENV)/.installed-dev: $(VENV)/.installed pyproject.toml
 venv install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
-demo: $(VENV)/.installed
+demo: $(VENV)/.installed-hf
 	$(VENV)/bin/maskbench demo $(ARGS)
 
 test: $(VENV)/.installed-dev

@@ -164,3 +164,33 @@ def test_import_folder_copies_tokenizer_and_loads(tmp_path):
     assert (tmp_path / "run" / "vocab.txt").is_file()
     model = load_model(tmp_path / "run", head="classification", num_labels=2)
     assert isinstance(model, EncoderForSequenceClassification)
+
+
+def test_native_folder_is_refused_by_transformers_naming_maskbench(tmp_path):
+    config = EncoderConfig(vocab_size=97, hidden_size=32, num_layers=1, num_heads=4, intermediate_size=48,
+                           max_positions=64)
+    save_model(EncoderForPretraining(config), tmp_path / "ours")
+    with pytest.raises(ValueError, match="maskbench"):
+        transformers.AutoModelForMaskedLM.from_pretrained(tmp_path / "ours")
+    assert isinstance(load_model(tmp_path / "ours"), EncoderForPretraining)  # still ours to load
+
+
+def _vocab_tokenizer(folder):
+    from maskbench.data.tokenizer import load_tokenizer, save_tokenizer
+
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(92)]
+    (folder / "vocab.txt").write_text("\n".join(words) + "\n")
+    save_tokenizer(load_tokenizer(folder / "vocab.txt"), folder / "tokenizer.json")
+    (folder / "vocab.txt").unlink()
+
+
+def test_exported_tokenizer_keeps_segment_ids_of_pairs(tmp_path):
+    config = EncoderConfig(vocab_size=97, hidden_size=32, num_layers=1, num_heads=4, intermediate_size=48,
+                           max_positions=64)
+    save_model(EncoderForPretraining(config), tmp_path / "ours")
+    _vocab_tokenizer(tmp_path / "ours")
+    export_hf(tmp_path / "ours", tmp_path / "hf")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    assert "token_type_ids" in tokenizer.model_input_names
+    encoded = tokenizer("w1 w2", "w3 w4 w5")
+    assert encoded["token_type_ids"] == [0, 0, 0, 0, 1, 1, 1, 1]

@@ -15,7 +15,7 @@ from maskbench.train.config import BatchConfig
 
 
 def test_defaults_round_trip_through_toml(tmp_path):
-    config = from_dict(PretrainConfig, {"data": {"shards": "s"}, "budget": {"time": "10m"}})
+    config = from_dict(PretrainConfig, {"data": {"shards": str(tmp_path / "s")}, "budget": {"time": "10m"}})
     path = tmp_path / "c.toml"
     path.write_text(dumps_toml(config))
     again = load_pretrain_config(path)
@@ -98,6 +98,16 @@ def test_relative_data_paths_resolve_against_the_config_file(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text('[data]\nshards = "shards"\n')
     assert load_pretrain_config(path).data.shards == tmp_path / "shards"
+
+
+def test_a_relative_path_in_a_file_ignores_the_current_folder(tmp_path, monkeypatch):
+    (tmp_path / "cwd" / "shards").mkdir(parents=True)
+    (tmp_path / "conf").mkdir()
+    path = tmp_path / "conf" / "c.toml"
+    path.write_text('[data]\nshards = "shards"\n')
+    monkeypatch.chdir(tmp_path / "cwd")
+    assert load_pretrain_config(path).data.shards == tmp_path / "conf" / "shards"
+    assert load_pretrain_config(path, ["data.shards='shards'"]).data.shards == Path("shards")
 
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.toml"))

@@ -1,5 +1,9 @@
 """Model folders: `model.safetensors` + `config.json` ({"architecture", "config", "head", "weights_sha256"}).
 
+The file names are Hugging Face's, so `config.json` also carries `"model_type": "maskbench"`: transformers
+then refuses the folder with a message naming maskbench ("model type `maskbench` ... does not recognize"),
+instead of failing later on weights it cannot place. `maskbench export --to hf` writes a real HF folder.
+
 `load_model` accepts a model folder, a pretraining run folder (its final `model/` or else the newest
 `checkpoints/step-*/`) or a Hugging Face folder (imported on the fly), and can swap the head: a
 pretrained encoder becomes a classifier (`head="classification", num_labels=N`) with the new head
@@ -24,6 +28,8 @@ from ..io import atomic_path, read_json, sha256_file, write_json
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 HEADS = ("encoder", "pretraining", "classification")
+#: The `model_type` of a native folder: not one transformers knows, so its Auto classes refuse it clearly.
+NATIVE_MODEL_TYPE = "maskbench"
 
 
 def describe(model: nn.Module) -> dict:
@@ -40,7 +46,9 @@ def describe(model: nn.Module) -> dict:
         head = None
     else:
         raise CheckpointError(f"cannot save a {type(model).__name__}: save_model takes a maskbench model")
-    return {"architecture": type(model).__name__, "config": dataclasses.asdict(model.config), "head": head}
+    return {"model_type": NATIVE_MODEL_TYPE, "architecture": type(model).__name__,
+            "config": dataclasses.asdict(model.config), "head": head,
+            "note": "a maskbench model folder, not a Hugging Face one: `maskbench export --to hf` converts it"}
 
 
 def save_model(model: nn.Module, directory: str | os.PathLike, extra: dict | None = None) -> Path:
@@ -201,7 +209,7 @@ def load_model(path: str | os.PathLike, head: str | None = None, num_labels: int
     """
     directory = resolve_model_dir(path)
     meta = _read_meta(directory)
-    if "model_type" in meta and "architecture" not in meta:
+    if meta.get("model_type", NATIVE_MODEL_TYPE) != NATIVE_MODEL_TYPE and "architecture" not in meta:
         from .hf import import_hf_state
 
         architecture, config, head_info, state = import_hf_state(directory)

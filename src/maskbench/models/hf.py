@@ -383,6 +383,11 @@ def _export_tokenizer(source: Path, out: Path, model) -> None:
     config = {"tokenizer_class": "PreTrainedTokenizerFast",
               "model_max_length": getattr(model.config, "max_positions", 512)}
     config.update({k: v for k, v in specials.items() if v in present})
-    if type(model).__name__ == "EncoderDecoderModel" and "[SEP]" in present:
-        config["eos_token"] = "[SEP]"
+    if type(model).__name__ == "EncoderDecoderModel":
+        if "[SEP]" in present:
+            config["eos_token"] = "[SEP]"
+    elif getattr(model.config, "type_vocab_size", 0) > 1:
+        # PreTrainedTokenizerFast returns only input_ids and attention_mask unless told otherwise, and a
+        # sentence pair would then lose its segment ids.
+        config["model_input_names"] = ["input_ids", "token_type_ids", "attention_mask"]
     write_json(out / "tokenizer_config.json", config)

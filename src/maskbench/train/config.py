@@ -234,7 +234,10 @@ class PretrainConfig:
 
 def load_pretrain_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
                          base: dict | None = None) -> PretrainConfig:
-    """TOML file + `--set` overrides → a checked `PretrainConfig` (relative data paths stay as written)."""
+    """TOML file + `--set` overrides → a checked `PretrainConfig`.
+
+    Relative data paths written in the file are relative to the file; those given with `--set` to the
+    current folder (where the user typed them)."""
     data = dict(base or {})
     if path is not None:
         from ..config import deep_merge
@@ -252,13 +255,12 @@ def load_pretrain_config(path: str | Path | None = None, overrides: list[str] | 
 
 
 def _resolve_relative_paths(data: dict, root: Path) -> None:
-    """Paths in a config file are relative to that file when the file sits elsewhere and they exist there."""
+    """Paths in a config file are relative to that file, never to the current folder: a `shards/` that
+    happens to sit in the current folder must not replace the one the file names."""
     section = data.get("data")
     if not isinstance(section, dict):
         return
     for key in ("shards", "tokenizer"):
         value = section.get(key)
         if isinstance(value, str) and value and not Path(value).is_absolute():
-            candidate = root / value
-            if not Path(value).exists() and candidate.exists():
-                section[key] = str(candidate)
+            section[key] = str(root / value)
