@@ -9,14 +9,18 @@ outputs are assembled with one cumulative sum and one scatter (`assemble`), neve
 - `bert_style`: corrupt `noise_density` of the tokens (90% mask, 10% random token); target = original text.
 - `deshuffle`: shuffle the tokens; target = original order.
 - `iid_mask` (MASS-style): corrupted tokens replaced by the mask; target = original text.
-- `replace_spans`: i.i.d. corruption, each run of corrupted tokens replaced by one sentinel; target = the
-  sentinels each followed by the tokens it replaced, then EOS.
-- `drop`: corrupted tokens removed from the input; target = the dropped tokens.
+- `replace_spans`: i.i.d. corruption; the input is T5's `noise_span_to_unique_sentinel` (each run of
+  corrupted tokens → one sentinel), the target its `nonnoise_span_to_unique_sentinel` (each run of kept
+  tokens → one sentinel), then EOS. A row that starts with noise therefore starts its target with tokens,
+  and a row that ends with kept tokens ends its target with a sentinel, exactly as the reference does.
+- `drop`: corrupted tokens removed from the input (`drop_noise_tokens`); target = the dropped tokens.
 - `span_corruption`: T5's default: exact noise and span counts, random partitions of the noise and non-noise
   lengths interleaved starting with non-noise, sentinels in order.
 
-T5 itself marks "masked" tokens with its first sentinel (`<extra_id_0>`); `mask_with = "mask"` uses the
-tokenizer's [MASK] instead.
+The i.i.d. objectives draw their noise as T5's `iid_noise_mask` does, each token independently with
+probability `noise_density` (`sampling = "bernoulli"`, the default); `sampling = "exact"` corrupts exactly
+round(density · n) tokens per row instead (not T5's rule). T5 itself marks "masked" tokens with its first
+sentinel (`<extra_id_0>`); `mask_with = "mask"` uses the tokenizer's [MASK] instead.
 """
 
 from __future__ import annotations
@@ -105,7 +109,8 @@ def span_corruption_mask(valid: torch.Tensor, noise_density: float, mean_span_le
 
 def iid_noise_mask(valid: torch.Tensor, noise_density: float, sampling: str,
                    generator: torch.Generator) -> torch.Tensor:
-    """Bool [B, L]: `exact` picks round(density * n) tokens per row; `bernoulli` each with prob. density."""
+    """Bool [B, L]: `bernoulli` (T5's `iid_noise_mask`) each valid token with probability density; `exact`
+    exactly round(density * n) tokens per row."""
     if sampling == "bernoulli":
         return valid & (torch.rand(valid.shape, generator=generator, device=valid.device) < noise_density)
     counts = selection.target_counts(valid.sum(dim=1), noise_density)
@@ -228,12 +233,12 @@ class NoiseObjective(Seq2SeqObjective):
     """Objectives that corrupt an i.i.d. share `noise_density` of the tokens."""
 
     noise_density: float = 0.15
-    sampling: str = "exact"
+    sampling: str = "bernoulli"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_range("noise_density", self.noise_density, 0.0, 1.0, low_open=True, high_open=True)
-        check_choice("sampling", self.sampling, ("exact", "bernoulli"))
+        check_choice("sampling", self.sampling, ("bernoulli", "exact"))
 
     def noise(self, batch: dict, generator: torch.Generator) -> torch.Tensor:
         return iid_noise_mask(_valid(batch), self.noise_density, self.sampling, generator)
@@ -329,22 +334,36 @@ def _check_sentinels(sentinel_ids: list[int], vocab_size: int) -> None:
         raise ConfigError("sentinel ids must be distinct", "sentinel_ids")
 
 
+def _run_starts(flags: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(bool [B, L] first position of each run of True, run number of each position counted from 0)."""
+    previous = torch.nn.functional.pad(flags[:, :-1], (1, 0), value=False)
+    starts = flags & ~previous
+    return starts, starts.long().cumsum(dim=1) - 1
+
+
 def spans_to_sentinels(batch: dict, noise: torch.Tensor, sentinel_ids: torch.Tensor, eos_id: int, pad_id: int,
                        name: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Each run of noise → one sentinel in the input; the target lists each sentinel then its tokens."""
+    """T5's `noise_span_to_unique_sentinel` (input) and `nonnoise_span_to_unique_sentinel` (target), then EOS.
+
+    Input: each run of noise → the next sentinel. Target: each run of kept tokens → the next sentinel, the
+    noise tokens stay. With T5's span corruption (non-noise first, noise last) the target reads "sentinel,
+    the tokens it replaced" for every span; with i.i.d. noise a row may start with noise or end with kept
+    tokens, and the target follows the reference there too."""
     ids = batch["input_ids"]
     valid = _valid(batch)
-    previous = torch.nn.functional.pad(noise[:, :-1], (1, 0), value=False)
-    span_start = noise & ~previous
-    span_number = span_start.long().cumsum(dim=1) - 1
-    most = int(span_number[:, -1].max()) + 1 if noise.numel() else 0
+    noise = noise & valid
+    noise_start, noise_run = _run_starts(noise)
+    kept_start, kept_run = _run_starts(valid & ~noise)
+    most = int(torch.maximum(noise_run[:, -1], kept_run[:, -1]).max()) + 1 if noise.numel() else 0
     if most > len(sentinel_ids):
         raise ConfigError(f"{name} needs {most} sentinels for one sequence but the vocabulary has "
                           f"{len(sentinel_ids)}; use shorter sequences, a lower noise_density or longer spans",
                           "sentinel_ids")
-    sentinels = sentinel_ids.to(ids.device)[span_number.clamp(min=0, max=max(len(sentinel_ids) - 1, 0))]
-    inputs, input_lengths = assemble(ids, valid & ~noise, sentinels, span_start, eos_id, pad_id)
-    labels, _ = assemble(ids, noise, sentinels, span_start, eos_id, IGNORE_INDEX)
+    table = sentinel_ids.to(ids.device)
+    top = max(len(sentinel_ids) - 1, 0)
+    inputs, input_lengths = assemble(ids, valid & ~noise, table[noise_run.clamp(0, top)], noise_start, eos_id,
+                                     pad_id)
+    labels, _ = assemble(ids, noise, table[kept_run.clamp(0, top)], kept_start, eos_id, IGNORE_INDEX)
     return inputs, input_lengths, labels
 
 
