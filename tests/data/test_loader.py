@@ -169,3 +169,42 @@ def test_every_row_starts_with_cls_and_is_well_formed(shards, index, batch_size,
         assert set(batch["sentence_label"].tolist()) <= {0, 1}
         seps = (ids == SEP).int().argmax(1)
         assert (seps >= 2).all()  # A is never empty
+
+
+@pytest.mark.parametrize("max_tokens", [1000, 1234, 64 * 20])
+def test_max_tokens_keeps_exactly_the_first_tokens(shards, max_tokens):
+    """Every token a truncated loader yields over an epoch is one of the first N, each exactly once."""
+    batches = PretrainBatches(shards, "train", batch_size=4, seq_len=64, seed=1, add_special=False,
+                              max_tokens=max_tokens)
+    assert batches.num_tokens == max_tokens
+    stream = np.asarray(shards.split("train").tokens[:max_tokens], dtype=np.int64)
+    seen = []
+    for index in range(len(batches)):
+        batch = batches.get_global(index)
+        for row, mask in zip(batch["input_ids"].numpy(), batch["attention_mask"].numpy()):
+            seen.append(row[mask.astype(bool)])
+    windows = batches.num_windows
+    flat = np.concatenate(seen[:windows] if len(seen) >= windows else seen)
+    assert len(flat) == max_tokens
+    assert sorted(flat.tolist()) == sorted(stream.tolist())
+    starts = {int(s) for s in batches.window_starts}
+    assert starts == set(range(0, max_tokens, 64))
+
+
+def test_max_tokens_is_repeatable_and_a_prefix_of_the_full_stream(shards):
+    full = PretrainBatches(shards, "train", batch_size=8, seq_len=64, seed=2)
+    cut = PretrainBatches(shards, "train", batch_size=8, seq_len=64, seed=2, max_tokens=2048)
+    again = PretrainBatches(shards, "train", batch_size=8, seq_len=64, seed=2, max_tokens=2048)
+    for index in (0, 3, 17):
+        assert _same(cut.get(index), again.get(index))
+    assert np.array_equal(cut.window_starts, full.window_starts[:len(cut.window_starts)])
+    assert cut.window_ends.max() == 2048
+    big = PretrainBatches(shards, "train", batch_size=8, seq_len=64, seed=2, max_tokens=10**12)
+    assert big.num_tokens == full.num_tokens and _same(big.get(5), full.get(5))
+
+
+def test_max_tokens_refuses_pairs_and_nonpositive(shards):
+    with pytest.raises(ConfigError):
+        PretrainBatches(shards, "train", batch_size=2, seq_len=64, pairs="nsp", max_tokens=1000)
+    with pytest.raises(ConfigError):
+        PretrainBatches(shards, "train", batch_size=2, seq_len=64, max_tokens=0)

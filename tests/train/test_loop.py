@@ -141,3 +141,11 @@ def test_mismatched_objective_and_model_is_a_config_error(tiny_data, tmp_path):
     with pytest.raises(ConfigError, match="model.size.*t5"):
         pretrain(config, tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_max_tokens_truncates_the_corpus_and_records_repetitions(tiny_data, tmp_path, capsys):
+    config = tiny_config(tiny_data, data={"max_tokens": 600}, budget={"steps": 4})
+    summary = pretrain(config, tmp_path / "run")
+    assert summary["data_tokens"] == 600
+    assert summary["repetitions"] == pytest.approx(4 * 8 * 32 / 600)
+    assert "the first 600 training tokens" in capsys.readouterr().err

@@ -17,6 +17,11 @@ Windows:
   token when it holds a single sentence). NSP: with probability 1/2 B is replaced by a segment starting at
   a random sentence of another document (label 1 = random next). SOP: with probability 1/2 A and B are
   swapped (label 1 = swapped). Layout `[CLS] A [SEP] B [SEP]`, token_type_ids 0 for `[CLS] A [SEP]`, 1 after.
+
+`max_tokens = N` keeps only the first N tokens of the split, in the order the shards store them (documents in
+the order `maskbench prepare` read them: input files in the order given, documents in file order); the
+window containing token N is cut there and later windows are dropped. This is the T5 study's data-size
+knob (Raffel et al. Table 9): a fixed step budget then repeats the data steps·batch·seq / N times.
 """
 
 from __future__ import annotations
@@ -57,7 +62,7 @@ class PretrainBatches(_Dataset):
 
     def __init__(self, shards_dir: str | Path | Shards, split: str = "train", batch_size: int = 32,
                  seq_len: int = 128, seed: int = 0, pairs: str | None = None, add_special: bool = True,
-                 rank: int = 0, world_size: int = 1):
+                 rank: int = 0, world_size: int = 1, max_tokens: int | None = None):
         if pairs not in PAIR_TASKS:
             raise ConfigError(f"must be one of none, nsp, sop, got {pairs!r}", "pairs")
         if pairs is not None and not add_special:
@@ -70,6 +75,11 @@ class PretrainBatches(_Dataset):
             raise ConfigError(f"rank {rank} is outside 0..{world_size - 1}", "rank")
         if seed < 0:
             raise ConfigError(f"must be >= 0, got {seed}", "seed")
+        if max_tokens is not None and max_tokens < 1:
+            raise ConfigError(f"must be >= 1, got {max_tokens}", "max_tokens")
+        if max_tokens is not None and pairs is not None:
+            raise ConfigError("truncating the corpus works with single-segment objectives only (NSP/SOP pairs draw "
+                              "from whole documents); remove data.max_tokens or the sentence task", "max_tokens")
         self.shards = shards_dir if isinstance(shards_dir, Shards) else Shards.open(shards_dir)
         self.split_name = split
         self.data = self.shards.split(split)
@@ -84,7 +94,8 @@ class PretrainBatches(_Dataset):
         self.special = self.shards.special_ids()
         self._perm_epoch = -1
         self._perm: np.ndarray | None = None
-        n = len(self.data)
+        n = len(self.data) if max_tokens is None else min(len(self.data), int(max_tokens))
+        self.num_tokens = n
         if n == 0:
             raise DataError(f"split '{split}' of {self.shards.root} holds no tokens; prepare more text "
                             f"or use the other split")
@@ -265,4 +276,5 @@ class PretrainBatches(_Dataset):
         """What a checkpoint stores to resume exactly: the next batch index and the loader's identity."""
         return {"index": int(index), "seed": self.seed, "split": self.split_name, "batch_size": self.batch_size,
                 "seq_len": self.seq_len, "pairs": self.pairs, "world_size": self.world_size,
+                "num_tokens": self.num_tokens,
                 "tokenizer_hash": self.shards.manifest["tokenizer_hash"]}

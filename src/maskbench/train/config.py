@@ -48,9 +48,11 @@ class DataConfig:
     shards: Path | None = None
     tokenizer: Path | None = None  # None: `tokenizer.json` beside the shards (as `maskbench prepare` writes it)
     seq_len: int | None = None  # model input length; None: the shards' sequence length
+    max_tokens: int | None = None  # train on the first N tokens of the train split only (T5's data-size study)
 
     def __post_init__(self):
         check_range("seq_len", self.seq_len, 8, None)
+        check_range("max_tokens", self.max_tokens, 1, None)
 
 
 @dataclass

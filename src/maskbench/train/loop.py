@@ -267,7 +267,8 @@ class Trainer:
         add_special = not self.setup.seq2seq
         self.loader = PretrainBatches(self.setup.shards_dir, "train", batch_size=per_rank,
                                       seq_len=self.setup.raw_seq_len, seed=cfg.seed, pairs=pairs,
-                                      add_special=add_special, rank=world.rank, world_size=world.world_size)
+                                      add_special=add_special, rank=world.rank, world_size=world.world_size,
+                                      max_tokens=cfg.data.max_tokens)
         eval_size = cfg.eval.batch_size or cfg.batch.size
         if eval_size % world.world_size:
             raise ConfigError(f"{eval_size} sequences do not split over {world.world_size} processes",
@@ -552,10 +553,17 @@ class Trainer:
                          f"rows through the model (predict_rate > mask_rate)")
         lines.append(f"batch {cfg.batch.size} x {s.raw_seq_len} tokens, {self.accumulation} micro-batch(es) per "
                      f"process and step; optimiser {cfg.optim.name} lr {cfg.optim.lr:g}")
+        if cfg.data.max_tokens is not None and self.total_steps:
+            lines.append(f"data: the first {self.loader.num_tokens:,} training tokens, seen "
+                         f"{self._repetitions(self.total_steps):.2f} times in {self.total_steps} steps")
         if self.val_loader is None:
             lines.append(f"no evaluation: {self.eval_disabled_reason}")
         for line in lines:
             self._message(line)
+
+    def _repetitions(self, steps: int) -> float:
+        """How often the training tokens are seen: steps·batch·seq / N (T5's Table 9 measure)."""
+        return steps * self.config.batch.size * self.setup.raw_seq_len / self.loader.num_tokens
 
     def _run(self) -> dict:
         cfg, world = self.config, self.world
@@ -619,6 +627,8 @@ class Trainer:
             if train_seconds > 0 else 0.0,
             "stopped_by": stopped_by,
             "batch_multiplier": self.multiplier,
+            "data_tokens": self.loader.num_tokens,
+            "repetitions": self._repetitions(self.step),
             "world_size": world.world_size,
             "final": {k: v for k, v in self.last_train.items() if k not in ("kind",)},
             "eval": {k: v for k, v in self.last_eval.items() if k not in ("kind",)},
