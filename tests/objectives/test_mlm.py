@@ -188,6 +188,55 @@ def test_span_masking_selects_runs_longer_than_single_words():
     assert 3.0 < mean_run < 5.5  # 3.8 words per span, some adjacent spans merge, the budget cuts some
 
 
+def ref_merge_intervals(intervals: list[list[int]]) -> list[list[int]]:
+    """SpanBERT's `merge_intervals` (pretraining/fairseq/data/masking.py): touching spans become one."""
+    merged = []
+    for interval in sorted(intervals, key=lambda x: x[0]):
+        if not merged or merged[-1][1] + 1 < interval[0]:
+            merged.append(list(interval))
+        else:
+            merged[-1][1] = max(merged[-1][1], interval[1])
+    return merged
+
+
+def span_categories(out: dict, batch: dict, k: int = 1) -> list[set[str]]:
+    """Per merged span of predicted positions: which of mask / random / keep its tokens received."""
+    original = batch["input_ids"].repeat_interleave(k, dim=0)
+    found = []
+    for row in range(out["labels"].shape[0]):
+        chosen = (out["labels"][row] != -100).nonzero().squeeze(1).tolist()
+        for start, end in ref_merge_intervals([[i, i] for i in chosen]):
+            got, was = out["input_ids"][row, start:end + 1], original[row, start:end + 1]
+            found.append({"mask" if g == MASK else "keep" if g == w else "random" for g, w in zip(got.tolist(),
+                                                                                              was.tolist())})
+    return found
+
+
+@pytest.mark.parametrize("predict_rate", [None, 0.4])
+def test_span_replacement_is_one_choice_per_span(predict_rate):
+    """SpanBERT's `span_masking` (replacement='span'): one draw per merged span decides [MASK] (80%), random
+    tokens (10%) or the original (10%), so a span never mixes them; random tokens are drawn per token."""
+    batch = make_batch(256, 128, seed=3, word_start_p=0.7, min_len=100)
+    obj = build_objective("mlm", **mlm_wiring(), mask_rate=0.2, predict_rate=predict_rate, unit="span")
+    k = obj.batch_multiplier
+    spans = span_categories(obj(batch, generator=torch.Generator().manual_seed(0)), batch, k)
+    assert not any("mask" in c and len(c) > 1 for c in spans)
+    mixed = sum(c == {"random", "keep"} for c in spans)  # a random token equal to the original: ~1/900 each
+    assert mixed <= 0.02 * len(spans)
+    share_mask = sum(c == {"mask"} for c in spans) / len(spans)
+    assert len(spans) > 1000 and abs(share_mask - 0.8) < 0.05  # sd 0.013 at 1,000 spans
+    assert abs(sum(c == {"keep"} for c in spans) / len(spans) - 0.1) < 0.035
+
+
+def test_span_replacement_per_token_is_an_option():
+    batch = make_batch(96, 96, seed=3, word_start_p=0.7, min_len=64)
+    obj = build_objective("mlm", **mlm_wiring(), mask_rate=0.2, unit="span", span_replacement="per_token")
+    spans = span_categories(obj(batch, generator=torch.Generator().manual_seed(0)), batch)
+    assert sum("mask" in c and len(c) > 1 for c in spans) > 0.2 * len(spans)
+    with pytest.raises(ConfigError, match="span_replacement"):
+        build_objective("mlm", **mlm_wiring(), unit="span", span_replacement="span")
+
+
 @pytest.mark.parametrize("unit", ["token", "whole_word", "span"])
 def test_same_seed_same_output_different_seed_different(unit):
     batch = make_batch(8, 64, seed=0)

@@ -215,13 +215,13 @@ def test_iid_noise_is_bernoulli_per_token_by_default():
     """T5's iid_noise_mask: uniform < density per token, so per-row counts vary around density * n."""
     obj = build("replace_spans", noise_density=0.15)
     assert obj.sampling == "bernoulli"
-    out = obj(raw_batch(400, 100, seed=2), generator=torch.Generator().manual_seed(0), return_noise_mask=True)
+    out = obj(raw_batch(200, 100, seed=2), generator=torch.Generator().manual_seed(0), return_noise_mask=True)
     counts = out["noise_mask"].sum(dim=1).float()
-    assert abs(counts.mean().item() - 15) < 0.6  # sd of the mean: sqrt(100 * .15 * .85 / 400) = 0.18
+    assert abs(counts.mean().item() - 15) < 1.0  # sd of the mean: sqrt(100 * .15 * .85 / 200) = 0.25
     assert 2.5 < counts.std().item() < 4.6  # binomial sd 3.57; exact sampling would give 0
     exact = build("replace_spans", noise_density=0.15, sampling="exact")(
-        raw_batch(400, 100, seed=2), generator=torch.Generator().manual_seed(0), return_noise_mask=True)
-    assert exact["noise_mask"].sum(dim=1).tolist() == [15] * 400
+        raw_batch(200, 100, seed=2), generator=torch.Generator().manual_seed(0), return_noise_mask=True)
+    assert exact["noise_mask"].sum(dim=1).tolist() == [15] * 200
 
 
 @pytest.mark.parametrize("length", list(range(2, 60)) + [128, 512, 568])

@@ -23,6 +23,7 @@ from .sentence import SENTENCE_TASKS, check_sentence_batch
 IGNORE_INDEX = -100
 UNITS = ("token", "whole_word", "span", "pmi")
 SAMPLINGS = ("exact", "bernoulli")
+SPAN_REPLACEMENTS = ("per_span", "per_token")
 
 
 def check_split(key: str, split: tuple[float, ...], names: str) -> None:
@@ -98,6 +99,7 @@ class MaskedLM:
     unit: str = "token"
     span_p: float = 0.2
     max_span: int = 10
+    span_replacement: str = "per_span"
     pmi_path: str | None = None
     sentence: str | None = None
     _plain: np.ndarray = field(init=False, repr=False, compare=False)  # bool [vocab]: not a special id
@@ -115,6 +117,7 @@ class MaskedLM:
         check_choice("sampling", self.sampling, SAMPLINGS)
         check_choice("unit", self.unit, UNITS)
         check_range("span_p", self.span_p, 0.0, 1.0, low_open=True)
+        check_choice("span_replacement", self.span_replacement, SPAN_REPLACEMENTS)
         if self.max_span < 1:
             raise ConfigError(f"a span length must be at least 1 word, got {self.max_span}", "max_span")
         if self.sentence is not None:
@@ -163,7 +166,8 @@ class MaskedLM:
         """One line for the logs, including the batch growth when predict_rate > mask_rate."""
         split = "/".join(f"{s:g}" for s in self.replace)
         text = (f"mlm: corrupt {self.mask_rate:.0%}, predict {self.effective_predict_rate:.0%} of tokens "
-                f"({self.sampling}, unit={self.unit}, replace mask/random/keep={split})")
+                f"({self.sampling}, unit={self.unit}, replace mask/random/keep={split}"
+                f"{' per span' if self._replaces_per_span else ''})")
         if self.batch_multiplier > 1:
             text += f"; each sequence becomes {self.batch_multiplier} copies (batch x{self.batch_multiplier})"
         if self.sentence:
@@ -214,6 +218,11 @@ class MaskedLM:
                                          np.empty(0, dtype=np.int64))
 
     @property
+    def _replaces_per_span(self) -> bool:
+        """SpanBERT draws mask / random / keep once per span (`span_masking`, replacement='span')."""
+        return self.unit == "span" and self.span_replacement == "per_span" and self.replace[0] < 1.0
+
+    @property
     def _predicts_a_subset(self) -> bool:
         return self.predict_rate is not None and self.predict_rate < self.mask_rate * (1 - 1e-9)
 
@@ -251,24 +260,40 @@ class MaskedLM:
             ids = np.repeat(ids, k, axis=0)
             flat = (sparse.rows * k + sparse.copy) * ids.shape[1] + sparse.cols
         out = dict(batch)
-        corrupted, labels = corrupt_flat(ids, flat, predicted, self.replace, self.mask_id, self._pool, rng)
+        runs = contiguous_runs(flat, ids.shape[1]) if self._replaces_per_span else None
+        corrupted, labels = corrupt_flat(ids, flat, predicted, self.replace, self.mask_id, self._pool, rng, runs)
         out["input_ids"], out["labels"] = torch.from_numpy(corrupted), torch.from_numpy(labels)
         if ids_t.device.type != "cpu":
             out["input_ids"], out["labels"] = out["input_ids"].to(ids_t.device), out["labels"].to(ids_t.device)
         return out
 
 
+def contiguous_runs(flat: np.ndarray, length: int) -> np.ndarray:
+    """Run number (0, 1, ...) of each flat position among maximal runs of consecutive positions of one row.
+
+    SpanBERT merges touching spans (`merge_intervals`) before it draws one replacement per span, so a run of
+    adjacent selected positions is one span here too."""
+    order = np.argsort(flat, kind="stable")
+    ordered = flat.take(order)
+    starts = np.ones(len(flat), dtype=np.bool_)
+    starts[1:] = (ordered[1:] != ordered[:-1] + 1) | (ordered[1:] % length == 0)
+    runs = np.empty(len(flat), dtype=np.int64)
+    runs[order] = np.cumsum(starts) - 1
+    return runs
+
+
 def corrupt_flat(ids: np.ndarray, flat: np.ndarray, predicted: np.ndarray | None,
                  split: tuple[float, float, float], mask_id: int, pool: np.ndarray,
-                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+                 rng: np.random.Generator, runs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(corrupted ids, labels) from flat positions (row * L + column).
 
-    One uniform draw per selected position decides mask / random / keep (two compares); the random ids are
-    one bounded integer draw over the non-special pool and a gather from it. Nothing full-size is built
-    besides the two outputs."""
+    One uniform draw per selected position decides mask / random / keep (two compares), or one per run
+    when `runs` numbers the span of each position (SpanBERT: a span is all [MASK], all random or all kept);
+    the random ids are one bounded integer draw per position over the non-special pool and a gather from it.
+    Nothing full-size is built besides the two outputs."""
     corrupted = np.array(ids, order="C")
     original = corrupted.reshape(-1).take(flat)
-    u = rng.random(len(flat))
+    u = rng.random(len(flat)) if runs is None else rng.random(int(runs.max()) + 1 if len(runs) else 0).take(runs)
     values = original
     if split[1] > 0:
         picks = pool.take(rng.integers(0, len(pool), len(flat)))
