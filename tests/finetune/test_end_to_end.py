@@ -78,7 +78,8 @@ def test_python_api_on_a_synthetic_task_from_a_checkpoint(tmp_path, synth_task, 
     summary = finetune(cfg, tmp_path / "out")
     assert summary["metrics"] == ["matthews", "accuracy"]
     fisher = summary["methods"]["child_d"]["fisher"]
-    assert fisher["examples"] == 64 and fisher["kept"] == round(0.3 * fisher["total"])
+    assert fisher["examples"] == 64 and fisher["scope"] == "layers" and fisher["mode"] == "train"
+    assert abs(fisher["kept"] - 0.3 * fisher["total"]) <= 0.01 * fisher["total"]
     best = json.loads((tmp_path / "out" / "child_d" / "seed-1" / "best.json").read_text())
     assert best["steps"] == 8 and best["best_epoch"] in (1, 2)
     assert (tmp_path / "out" / "child_d" / "seed-1" / "synth-agreement.tsv").is_file()
@@ -99,6 +100,26 @@ def test_child_tuning_with_p_one_equals_vanilla_through_the_whole_run(tmp_path, 
                for m in cfg.methods}
     assert files["child_f"] == files["vanilla"] == files["child_d"]
     assert metrics["child_f"] == metrics["vanilla"] == metrics["child_d"]
+
+
+def test_l2sp_adds_no_weight_decay_unless_asked(tmp_path, synth_task, checkpoint):
+    """L2-SP with a zero penalty is vanilla fine-tuning without weight decay, whatever `weight_decay` says."""
+    base = dict(task=str(synth_task), checkpoint=str(checkpoint), seeds=[0], max_steps=3, batch_size=16,
+                max_length=32, progress=False, lr=1e-2)
+    l2sp = FinetuneConfig(**base, methods=["l2sp"], weight_decay=0.5)
+    l2sp.l2sp.alpha = l2sp.l2sp.head_alpha = 0.0
+    finetune(l2sp, tmp_path / "l2sp")
+    finetune(FinetuneConfig(**base, methods=["vanilla"], weight_decay=0.0), tmp_path / "plain")
+    finetune(FinetuneConfig(**base, methods=["vanilla"], weight_decay=0.5), tmp_path / "decayed")
+    read = lambda folder, m: (tmp_path / folder / m / "seed-0" / "synth-agreement.tsv").read_bytes()  # noqa: E731
+    logs = lambda folder, m: [json.loads(x)["train_loss"] for x in  # noqa: E731
+                              (tmp_path / folder / m / "seed-0" / "metrics.jsonl").read_text().splitlines()]
+    assert read("l2sp", "l2sp") == read("plain", "vanilla") and logs("l2sp", "l2sp") == logs("plain", "vanilla")
+    asked = FinetuneConfig(**base, methods=["l2sp"], weight_decay=0.0)
+    asked.l2sp.alpha = asked.l2sp.head_alpha = 0.0
+    asked.l2sp.weight_decay = 0.5
+    finetune(asked, tmp_path / "asked")
+    assert read("asked", "l2sp") == read("decayed", "vanilla")
 
 
 def test_parallel_jobs_give_the_same_result_as_sequential(tmp_path, synth_task, checkpoint):

@@ -68,6 +68,55 @@ def test_mixout_values_are_the_two_rescaled_points():
     assert abs(float((out != 0).float().mean()) - 0.1) < 0.04
 
 
+def reference_mixout(weight: torch.Tensor, target: torch.Tensor, p: float, noise_row: torch.Tensor):
+    """Port of the `mixout` package's `Mixout.forward`/`backward` (mixout/mixout.py) for a training step,
+    with the Bernoulli(1 − p) draw `noise_row` given instead of drawn: returns (output, backward)."""
+    noise = weight.new_empty(weight.shape)
+    if len(noise.size()) == 1:
+        noise = noise_row.clone()
+    else:
+        noise[0] = noise_row
+        noise = noise[0].repeat(weight.size()[0], *([1] * (len(weight.size()) - 1)))
+    output = ((1 - noise) * target + noise * weight - p * target) / (1 - p)
+    return output, lambda grad_output: grad_output * noise
+
+
+@pytest.mark.parametrize("exact_gradient", [False, True])
+def test_mixout_matches_the_reference_mixlinear_values_and_gradient(exact_gradient):
+    """The mask drops whole input units (one draw per column, shared by every output row), the values
+    equal the reference formula for that draw, and the gradient is the reference's grad·M (or M/(1−p))."""
+    p = 0.6
+    g = torch.Generator().manual_seed(1)
+    start = torch.randn(7, 40, generator=g)
+    weight = (start + torch.randn(7, 40, generator=g)).requires_grad_(True)
+    mix = Mixout(start, p, torch.Generator().manual_seed(2), exact_gradient=exact_gradient).train()
+    out = mix(weight)
+    kept_value = (weight.detach() - p * start) / (1 - p)
+    column_kept = torch.isclose(out.detach(), kept_value).all(dim=0)
+    column_dropped = torch.isclose(out.detach(), start).all(dim=0)
+    assert bool((column_kept ^ column_dropped).all())  # every column is wholly kept or wholly swapped
+    assert 0 < int(column_kept.sum()) < 40
+    expected, backward = reference_mixout(weight.detach(), start, p, column_kept.float())
+    assert torch.allclose(out.detach(), expected, atol=1e-6)
+    upstream = torch.randn(7, 40, generator=g)
+    (grad,) = torch.autograd.grad(out, weight, upstream)
+    reference_grad = backward(upstream)
+    assert torch.allclose(grad, reference_grad / (1 - p) if exact_gradient else reference_grad, atol=1e-6)
+
+
+def test_mixout_turns_dropout_off_unless_kept():
+    config = EncoderConfig(vocab_size=50, hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32,
+                           max_positions=16, dropout=0.1, attention_dropout=0.1)
+    model = EncoderForSequenceClassification(config, 2, torch.Generator().manual_seed(0))
+    apply_mixout(model, 0.9, torch.Generator().manual_seed(0))
+    drops = [m.p for m in model.modules() if isinstance(m, nn.Dropout)]
+    attention = [m.attention_dropout for m in model.modules() if hasattr(m, "attention_dropout")]
+    assert drops and set(drops) == {0.0} and attention and set(attention) == {0.0}
+    kept = EncoderForSequenceClassification(config, 2, torch.Generator().manual_seed(0))
+    apply_mixout(kept, 0.9, torch.Generator().manual_seed(0), keep_dropout=True)
+    assert {m.p for m in kept.modules() if isinstance(m, nn.Dropout)} == {0.1}
+
+
 def test_mixout_is_exact_at_eval_and_removal_restores_plain_parameters():
     model = tiny_model()
     names = [n for n, _ in model.named_parameters()]

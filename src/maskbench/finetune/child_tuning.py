@@ -13,13 +13,16 @@ with any torch optimiser and leave the training loop alone. They act on whole te
   matrices whose gradient is entirely zero (tokens absent from the batch) draw no random numbers: the
   masked gradient there is zero whatever the mask, so skipping them changes no result's distribution and
   saves most of the cost on small models, whose embeddings dominate the parameter count.
-- **Child-Tuning-D** (task-driven): a fixed mask, the top p_d share of the pre-trained parameters by
-  Fisher information (one *global* ranking, exactly k = round(p_d·N) entries, ties broken by position),
-  the task head always updated. The gradient is masked before the step (so Adam's moments stay zero
-  outside the child, as in the official code) and, after the step, entries outside the child are
-  restored from their pre-trained values, so weight decay, momentum or any other optimiser term cannot
-  move them: they stay bit-identical to the checkpoint. Tensors with no entry in the child lose their
-  gradient (`grad = None`), which makes every torch optimiser skip them entirely.
+- **Child-Tuning-D** (task-driven): a fixed mask over the parameters of the Transformer layers (the
+  official code ranks the names containing `layer`; embeddings, pooler and task head are always updated),
+  keeping those whose Fisher information reaches the (1 − p_d) percentile of all of them (one *global*
+  `numpy.percentile`, entries equal to it kept, exactly as the official `calculate_fisher`). The gradient
+  is masked before the step (so Adam's moments stay zero outside the child, as in the official code)
+  and, after the step, entries outside the child are restored from their pre-trained values, so weight
+  decay, momentum or any other optimiser term cannot move them: they stay bit-identical to the
+  checkpoint (the paper's rule w ← w − η·∇L⊙M; the official AdamW still applies its decoupled decay
+  there, a shrink by (1 − lr·wd) per step). Tensors with no entry in the child lose their gradient
+  (`grad = None`), which makes every torch optimiser skip them entirely.
 
 With p = 1 neither variant installs a hook, so training is bit-identical to vanilla.
 """
@@ -155,51 +158,69 @@ class ChildTuningD:
             torch.addcmul(value, param, keep, out=param)
 
 
+#: the encoder's per-layer containers: a parameter inside one is "in a layer" (the official `'layer' in name`)
+LAYER_CONTAINERS = ("attention", "ffn")
+
+
+def in_fisher_scope(name: str, scope: str, containers: tuple[str, ...] = LAYER_CONTAINERS) -> bool:
+    """Whether the backbone parameter `name` (relative to the backbone) is ranked by Child-Tuning-D.
+
+    `"layers"` (the official code): only parameters of the Transformer layers, i.e. whose path starts
+    with one of `containers`; `"network"`: every pre-trained parameter (embeddings and pooler too).
+    """
+    return scope == "network" or name.split(".", 1)[0] in containers
+
+
+def clip_parts(name: str) -> int:
+    """How many tensors of the reference model `name` fuses: 3 for the fused query/key/value projection
+    (Hugging Face BERT keeps query, key and value apart, and the official code clips each on its own)."""
+    return 3 if name.endswith(("qkv.weight", "qkv.bias")) else 1
+
+
 def pretrained_parameters(model: nn.Module, scope: str = "network") -> dict[str, nn.Parameter]:
-    """The parameters Child-Tuning-D ranks: the pre-trained encoder (`scope="layers"`: its Transformer
-    layers only, as the official code's `'layer' in name`); the task head is never among them."""
-    encoder = model.encoder
-    out = {}
-    for name, param in encoder.named_parameters():
-        if not param.requires_grad:
-            continue
-        if scope == "layers" and not name.startswith(("attention.", "ffn.")):
-            continue
-        out[f"encoder.{name}"] = param
-    return out
+    """The pre-trained encoder's trainable parameters within `scope` (see `in_fisher_scope`), named as in
+    `model.named_parameters()`; the task head is never among them."""
+    return {f"encoder.{name}": param for name, param in model.encoder.named_parameters()
+            if param.requires_grad and in_fisher_scope(name, scope)}
 
 
 def fisher_information(model: nn.Module, batches: Iterable[dict], params: dict[str, nn.Parameter],
-                       num_batches: int, clip: float | None = None,
-                       progress: Callable | None = None) -> dict[str, torch.Tensor]:
-    """Empirical Fisher: the mean over batches of the squared gradient of the batch's mean log-likelihood.
+                       num_batches: int, clip: float | None = None, progress: Callable | None = None,
+                       train_mode: bool = True, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Empirical Fisher as the official `calculate_fisher`: Σ over mini-batches of (clipped batch gradient)² / N.
 
-    With one example per batch this is the textbook per-example estimate. Each tensor's batch gradient is
-    clipped to norm `clip` first when given (the official implementation clips with max_grad_norm = 1).
-    The model runs in eval mode (no dropout), so the estimate is a function of the model and the data only.
+    Each batch's loss is its mean log-likelihood; each tensor's gradient is clipped to norm `clip`
+    on its own (the official code calls `clip_grad_norm_(param, max_grad_norm)` per parameter; a fused
+    tensor is clipped per part, see `clip_parts`) before it is squared; N is the number of batches. `train_mode=True` runs with dropout on, as the official
+    code does (`model.train()`); its dropout draws come from `seed` in a forked RNG, so the estimate is
+    reproducible and the caller's random state is untouched.
     """
     was_training = model.training
-    model.eval()
+    model.train(train_mode)
     names = list(params)
     tensors = [params[n] for n in names]
     fisher = [torch.zeros_like(p, dtype=torch.float32) for p in tensors]
+    chunks = [clip_parts(n) for n in names]
     model.zero_grad(set_to_none=True)
     count = 0
+    device = tensors[0].device if tensors else torch.device("cpu")
     try:
-        for batch in batches:
-            loss = model(**batch)["loss"]
-            loss.backward()
-            grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in tensors]
-            grads = [g.float() for g in grads]
-            if clip is not None:
-                norms = torch._foreach_norm(grads)
-                factors = [torch.clamp(clip / (n + 1e-6), max=1.0) for n in norms]
-                torch._foreach_mul_(grads, factors)
-            torch._foreach_addcmul_(fisher, grads, grads)
-            model.zero_grad(set_to_none=True)
-            count += 1
-            if progress is not None:
-                progress(1)
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], device_type=device.type):
+            torch.manual_seed(seed)
+            for batch in batches:
+                loss = model(**batch)["loss"]
+                loss.backward()
+                grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in tensors]
+                grads = [g.float() for g in grads]
+                if clip is not None:
+                    parts = [g.view(k, -1) for g, k in zip(grads, chunks)]
+                    factors = [torch.clamp(clip / (part.norm(dim=1, keepdim=True) + 1e-6), max=1.0) for part in parts]
+                    torch._foreach_mul_(parts, factors)
+                torch._foreach_addcmul_(fisher, grads, grads)
+                model.zero_grad(set_to_none=True)
+                count += 1
+                if progress is not None:
+                    progress(1)
     finally:
         model.train(was_training)
     if count == 0:
@@ -209,33 +230,24 @@ def fisher_information(model: nn.Module, batches: Iterable[dict], params: dict[s
 
 
 def top_fraction_masks(scores: dict[str, torch.Tensor], fraction: float) -> tuple[dict[str, torch.Tensor], dict]:
-    """Boolean masks keeping exactly k = round(fraction·N) entries with the largest scores, ranked globally.
+    """Boolean masks keeping the entries whose score reaches the global (1 − fraction) percentile.
 
-    Ties at the threshold are broken by position (earlier tensors, then earlier entries first), so the
-    count is exact and the result deterministic. Returns the masks and {"kept", "total", "threshold"}.
+    The official rule: `polar = numpy.percentile(all scores, (1 − p)·100)` (linear interpolation) and
+    `mask = score >= polar`, so about fraction·N entries are kept, every entry tied with the threshold
+    included. Returns the masks and {"kept", "total", "threshold"}.
     """
     check_range("child.p_d", fraction, 0, 1, low_open=True)
     names = list(scores)
-    flat = torch.cat([scores[n].reshape(-1).float() for n in names])
+    flat = torch.cat([scores[n].detach().reshape(-1).float().cpu() for n in names])
     total = flat.numel()
-    k = min(total, max(1, int(round(fraction * total))))
-    if k == total:
-        keep = torch.ones(total, dtype=torch.bool)
-        threshold = float(flat.min()) if total else 0.0
-    else:
-        threshold_t = torch.kthvalue(flat, total - k + 1).values
-        keep = flat > threshold_t
-        need = k - int(keep.sum())
-        if need > 0:
-            ties = (flat == threshold_t).nonzero().squeeze(1)[:need]
-            keep[ties] = True
-        threshold = float(threshold_t)
+    threshold = float(np.percentile(flat.numpy(), (1.0 - fraction) * 100)) if total else 0.0
+    keep = flat >= threshold
     masks, offset = {}, 0
     for n in names:
         size = scores[n].numel()
         masks[n] = keep[offset:offset + size].view(scores[n].shape)
         offset += size
-    return masks, {"kept": k, "total": total, "threshold": threshold}
+    return masks, {"kept": int(keep.sum()), "total": total, "threshold": threshold}
 
 
 def row_sparse_parameters(model: nn.Module) -> list[torch.Tensor]:

@@ -14,20 +14,23 @@ from ..errors import ConfigError
 
 METHODS = ("vanilla", "child_f", "child_d", "l2sp", "mixout")
 HEADS = ("auto", "classification", "regression")
-FISHER_SCOPES = ("network", "layers")
+FISHER_SCOPES = ("layers", "network")
+FISHER_MODES = ("train", "eval")
 
 
 @dataclass
 class ChildTuningConfig:
     """Child-Tuning (Xu et al. 2021): F keeps each gradient entry with probability p_f (scaled 1/p_f) per
-    step; D updates only the top p_d share of the pre-trained parameters ranked by Fisher information.
+    step; D updates only the parameters whose Fisher information reaches the global (1 − p_d) percentile.
 
-    Fisher defaults follow the official implementation: gradients of mini-batches of the training batch
-    size, each tensor's gradient clipped to norm `fisher_clip`, squared and averaged over all batches.
-    `fisher_batch_size = 1` gives the textbook per-example empirical Fisher; `fisher_examples` a subset.
-    `fisher_scope = "network"` ranks every pre-trained parameter (embeddings, layers, pooler) globally;
-    `"layers"` ranks only the Transformer layers, as the official code does (it masks names containing
-    "layer"), leaving embeddings and pooler always updated. The task head is always updated.
+    The Fisher defaults are the official `calculate_fisher`: one pass over the shuffled training set in
+    mini-batches of the training batch size (`fisher_batch_size = None`), dropout on (`fisher_mode =
+    "train"`), each tensor's batch gradient clipped to norm `fisher_clip` (the official max_grad_norm, 1.0),
+    squared and divided by the number of batches. `fisher_scope = "layers"` ranks only the Transformer
+    layers (the official code masks names containing "layer"; embeddings, pooler and head are always
+    updated); `"network"` ranks every pre-trained parameter. `fisher_per_seed = true` estimates it for each
+    seed with that seed's new head, data order and dropout, as the official code does (it builds the
+    model from the run's seed); `false` computes it once with `fisher_seed` and shares it.
     """
 
     p_f: float = 0.3
@@ -35,9 +38,10 @@ class ChildTuningConfig:
     fisher_batch_size: int | None = None
     fisher_examples: int | None = None
     fisher_clip: float | None = 1.0
-    fisher_scope: str = "network"
+    fisher_scope: str = "layers"
+    fisher_mode: str = "train"
     fisher_seed: int = 0
-    fisher_per_seed: bool = False
+    fisher_per_seed: bool = True
 
     def __post_init__(self):
         check_range("p_f", self.p_f, 0, 1, low_open=True)
@@ -46,27 +50,37 @@ class ChildTuningConfig:
         check_range("fisher_examples", self.fisher_examples, 1)
         check_range("fisher_clip", self.fisher_clip, 0, low_open=True)
         check_choice("fisher_scope", self.fisher_scope, FISHER_SCOPES)
+        check_choice("fisher_mode", self.fisher_mode, FISHER_MODES)
 
 
 @dataclass
 class L2SPConfig:
-    """L2-SP (Li et al. 2018): alpha/2·‖w − w₀‖² towards the pre-trained weights, head_alpha/2·‖w‖² on the head."""
+    """L2-SP (Li et al. 2018): alpha/2·‖w − w₀‖² towards the pre-trained weights, head_alpha/2·‖w‖² on the head.
+
+    The penalty is the regulariser: `weight_decay` (decoupled AdamW decay on top of it) is 0 unless asked
+    for, whatever the run's `weight_decay`."""
 
     alpha: float = 0.01
     head_alpha: float = 0.01
+    weight_decay: float = 0.0
 
     def __post_init__(self):
         check_range("alpha", self.alpha, 0)
         check_range("head_alpha", self.head_alpha, 0)
+        check_range("weight_decay", self.weight_decay, 0)
 
 
 @dataclass
 class MixoutConfig:
-    """Mixout (Lee et al. 2020): each weight of every linear layer is swapped for its starting value with
-    probability p during training (rescaled so its expectation is the current weight); exact at eval.
-    The default 0.9 is the paper's mixout(w_pre, 0.9) for BERT on small GLUE tasks."""
+    """Mixout (Lee et al. 2020): each input unit of every linear layer is swapped for its starting value
+    with probability p during training (rescaled so its expectation is the current weight); exact at eval.
+    The default 0.9 is the paper's mixout(w_pre, 0.9) for BERT on small GLUE tasks. Dropout is off where
+    mixout is on, as in the paper's recipe (`keep_dropout = true` keeps it); the gradient is the reference
+    code's grad·M (`exact_gradient = true`: the forward's derivative M/(1−p))."""
 
     p: float = 0.9
+    keep_dropout: bool = False
+    exact_gradient: bool = False
 
     def __post_init__(self):
         check_range("p", self.p, 0, 1, high_open=True)

@@ -190,26 +190,25 @@ def head_parameters(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
 
 
 def fisher_scores(prep: Prepared, cfg: FinetuneConfig, seed: int | None = None) -> tuple[dict, dict]:
-    """Fisher information of the pre-trained parameters on the training set, cached per (settings, seed).
+    """Fisher information of the ranked parameters on the training set, cached per (settings, seed).
 
-    The head used for the pass is initialised from `child.fisher_seed`, not the fine-tuning seed, so the
-    scores are a function of (checkpoint, task, settings) and computing them once serves every seed.
-    `child.fisher_per_seed = true` recomputes them with each seed's own head instead (what the official
-    code does implicitly, since it builds the model, head included, from the run's seed).
+    `child.fisher_per_seed = true` (default, as the official code, which builds the model from the run's
+    seed) estimates it with the seed's own head, data order and dropout draws; `false` uses
+    `child.fisher_seed` for all three, so one pass serves every seed.
     """
     from .child_tuning import fisher_information, pretrained_parameters
 
     child = cfg.child
     head_seed = seed if child.fisher_per_seed and seed is not None else child.fisher_seed
     key = (head_seed, child.fisher_batch_size, child.fisher_examples, child.fisher_clip, child.fisher_scope,
-           cfg.batch_size, cfg.device)
+           child.fisher_mode, cfg.batch_size, cfg.device)
     if key in prep.fisher:
         return prep.fisher[key]
     device = _device(cfg)
     model = build_model(prep, head_seed).to(device)
     params = pretrained_parameters(model, child.fisher_scope)
     train = prep.splits["train"]
-    order = np.random.default_rng(child.fisher_seed).permutation(len(train))
+    order = np.random.default_rng(head_seed).permutation(len(train))
     if child.fisher_examples:
         order = order[:child.fisher_examples]
     size = child.fisher_batch_size or cfg.batch_size
@@ -217,12 +216,14 @@ def fisher_scores(prep: Prepared, cfg: FinetuneConfig, seed: int | None = None) 
     bar = _progress(cfg, len(groups), "Fisher", "batch")
     start = time.perf_counter()
     batches = ({k: v.to(device) for k, v in train.batch(rows, prep.pad_id).items()} for rows in groups)
-    scores = fisher_information(model, batches, params, len(groups), child.fisher_clip, bar.update)
+    scores = fisher_information(model, batches, params, len(groups), child.fisher_clip, bar.update,
+                                train_mode=child.fisher_mode == "train", seed=head_seed)
     seconds = time.perf_counter() - start
     bar.close()
     scores = {k: v.cpu() for k, v in scores.items()}
     info = {"seconds": round(seconds, 3), "examples": int(len(order)), "batches": len(groups),
-            "batch_size": size, "clip": child.fisher_clip, "scope": child.fisher_scope, "head_seed": head_seed,
+            "batch_size": size, "clip": child.fisher_clip, "scope": child.fisher_scope, "mode": child.fisher_mode,
+            "head_seed": head_seed,
             "parameters": int(sum(v.numel() for v in scores.values()))}
     prep.fisher[key] = (scores, info)
     return scores, info
@@ -256,14 +257,14 @@ def _progress(cfg: FinetuneConfig, total: int, desc: str, unit: str):
     return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False, dynamic_ncols=True)
 
 
-def _optimizer(model: torch.nn.Module, cfg: FinetuneConfig, lr: float) -> torch.optim.Optimizer:
+def _optimizer(model: torch.nn.Module, cfg: FinetuneConfig, lr: float, weight_decay: float) -> torch.optim.Optimizer:
     """AdamW; no weight decay on biases and LayerNorm weights (BERT's recipe)."""
     decay, no_decay = [], []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
         (no_decay if name.endswith("bias") or "LayerNorm" in name else decay).append(param)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, betas=tuple(cfg.betas), eps=cfg.adam_eps,
                              foreach=True)
 
@@ -333,10 +334,12 @@ def train_seed(prep: Prepared, cfg: FinetuneConfig, method: str, seed: int, seed
     method_info: dict[str, Any] = {}
     l2sp = None
     if method == "mixout":
-        method_info["mixout_layers"] = apply_mixout(model, cfg.mixout.p, torch.Generator(device).manual_seed(seed + 1))
+        method_info["mixout_layers"] = apply_mixout(model, cfg.mixout.p, torch.Generator(device).manual_seed(seed + 1),
+                                                    cfg.mixout.keep_dropout, cfg.mixout.exact_gradient)
     if method == "l2sp":
         l2sp = L2SP(pretrained_parameters(model), head_parameters(model), cfg.l2sp.alpha, cfg.l2sp.head_alpha)
-    optimizer = _optimizer(model, cfg, prep.lr)
+    # L2-SP's penalty replaces weight decay (decoupled decay only when l2sp.weight_decay asks for it)
+    optimizer = _optimizer(model, cfg, prep.lr, cfg.l2sp.weight_decay if method == "l2sp" else cfg.weight_decay)
     hook = None
     if method == "child_f":
         hook = ChildTuningF(optimizer, cfg.child.p_f, seed + 2, row_sparse_parameters(model))

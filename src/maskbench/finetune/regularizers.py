@@ -1,13 +1,19 @@
 """The regularised baselines Child-Tuning is compared with: L2-SP, Mixout, re-initialised top layers.
 
 - **L2-SP** (Li et al. 2018): the penalty alpha/2·‖w − w₀‖² towards the pre-trained weights plus
-  head_alpha/2·‖w‖² on the new head. Its gradient, alpha·(w − w₀) and head_alpha·w, is added to the
+  head_alpha/2·‖w‖² on the new head; it replaces weight decay (the fine-tuning loop adds no decoupled
+  decay for L2-SP unless `l2sp.weight_decay` asks for it). Its gradient, alpha·(w − w₀) and head_alpha·w, is added to the
   gradients after `backward()` with multi-tensor ops: the same update as adding the penalty to the loss,
   without building a graph over every parameter. It goes through the optimiser (and clipping) like the
   task gradient, as a loss term would.
-- **Mixout** (Lee et al. 2020): during training, each weight entry of every linear layer is replaced by
-  its starting value w₀ with probability p and the result rescaled, (M⊙w + (1−M)⊙w₀ − p·w₀)/(1−p) with
-  M ~ Bernoulli(1−p), so its expectation is w; at evaluation the weight is w exactly. Implemented as a
+- **Mixout** (Lee et al. 2020; reference: the `mixout` package's `MixLinear`): during training every
+  linear layer's weight becomes (M⊙w + (1−M)⊙w₀ − p·w₀)/(1−p), where M holds one Bernoulli(1−p) draw
+  per *input unit*, shared by every output row (the reference draws `noise[0]` and repeats it over the
+  rows), so a whole input column of the layer is swapped for its starting value at once; its expectation
+  is w and at evaluation the weight is w exactly. The reference's backward passes grad·M (without the
+  1/(1−p) of the forward), and so does this one unless `exact_gradient=True`. As in the paper's recipe
+  (the reference's Hugging Face example replaces every `nn.Dropout` by `Dropout(0)`), dropout is turned
+  off in a model that gets mixout, attention dropout included. Implemented as a
   `torch.nn.utils.parametrize` parametrization, so the model code is untouched; `remove_mixout` restores
   plain parameters (and their names) afterwards. w₀ is the pre-trained weight for the encoder and the
   initial weight for the new head, as in the paper.
@@ -56,29 +62,48 @@ class L2SP:
 
 
 class Mixout(nn.Module):
-    """The parametrization w ↦ (M⊙w + (1−M)⊙w₀ − p·w₀)/(1−p), M ~ Bernoulli(1−p); identity in eval mode."""
+    """The parametrization w ↦ (M⊙w + (1−M)⊙w₀ − p·w₀)/(1−p), M ~ Bernoulli(1−p) per input column; identity in eval mode."""
 
-    def __init__(self, start: torch.Tensor, p: float, generator: torch.Generator):
+    def __init__(self, start: torch.Tensor, p: float, generator: torch.Generator, exact_gradient: bool = False):
         super().__init__()
         self.register_buffer("start", start.detach().clone(), persistent=False)
         self.p = float(p)
         self.generator = generator
+        self.exact_gradient = exact_gradient
+
+    def keep_mask(self, weight: torch.Tensor) -> torch.Tensor:
+        """M: one draw per input unit (the last dimension) for a matrix, per entry for a vector."""
+        shape = weight.shape[-1:] if weight.dim() >= 2 else weight.shape
+        draws = torch.rand(shape, generator=self.generator, dtype=weight.dtype, device=weight.device)
+        return (draws >= self.p).to(weight.dtype).expand_as(weight)
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
             return weight
-        keep = torch.rand(weight.shape, generator=self.generator, dtype=weight.dtype, device=weight.device) >= self.p
-        mixed = torch.where(keep, weight, self.start)
-        return (mixed - self.p * self.start) / (1.0 - self.p)
+        keep = self.keep_mask(weight)
+        kept = keep * weight
+        fixed = ((1.0 - keep) * self.start - self.p * self.start) / (1.0 - self.p)
+        if self.exact_gradient:
+            return kept / (1.0 - self.p) + fixed
+        # value kept/(1−p) + fixed as the forward above, gradient M as the reference's backward
+        return kept + (kept * (self.p / (1.0 - self.p))).detach() + fixed
 
 
-def apply_mixout(model: nn.Module, p: float, generator: torch.Generator) -> int:
-    """Parametrize the weight of every `nn.Linear` in `model` with Mixout; returns how many layers."""
+def apply_mixout(model: nn.Module, p: float, generator: torch.Generator, keep_dropout: bool = False,
+                 exact_gradient: bool = False) -> int:
+    """Parametrize the weight of every `nn.Linear` in `model` with Mixout and, unless `keep_dropout`,
+    switch the model's dropout off (hidden and attention); returns how many layers got mixout."""
     count = 0
     for module in list(model.modules()):
         if isinstance(module, nn.Linear) and not parametrize.is_parametrized(module, "weight"):
-            parametrize.register_parametrization(module, "weight", Mixout(module.weight, p, generator))
+            parametrize.register_parametrization(module, "weight",
+                                                 Mixout(module.weight, p, generator, exact_gradient))
             count += 1
+        if not keep_dropout:
+            if isinstance(module, nn.Dropout):
+                module.p = 0.0
+            if isinstance(getattr(module, "attention_dropout", None), float):
+                module.attention_dropout = 0.0
     return count
 
 
