@@ -106,3 +106,35 @@ def test_experiment_list_shows_every_preset(capsys):
     out = capsys.readouterr().out
     for name in ("mask-rate", "t5-objectives", "albert", "child-tuning", "demo"):
         assert name in out
+
+
+def test_dry_run_prints_the_resolved_recipe_and_runs_nothing(tmp_path, capsys):
+    out = tmp_path / "never"
+    assert main(["experiment", "run", "child-tuning", "--scale", "paper", "--dry-run", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert not out.exists()
+    assert "12 cells" in text and 'fisher_scope = "layers"' in text and "fisher_per_seed = true" in text
+    assert "[finetune.l2sp]" in text and "weight_decay = 0.0" in text  # defaults are filled in
+
+
+def test_child_tuning_paper_scale_is_the_papers_recipe():
+    """CoLA, RTE, MRPC, STS-B with the authors' p per task, the lr grid, 10 seeds, run.sh's settings; no
+    scale fine-tunes on WNLI (every method sits at chance there)."""
+    from maskbench.experiments.spec import load_spec
+    from maskbench.experiments.stages import validate_config
+
+    spec = load_spec("child-tuning")
+    cells = [validate_config(c.config) for c in spec.resolve("paper")]
+    runs = {(tuple(c["finetune"]["tasks"]), c["finetune"]["lr"]): c["finetune"] for c in cells}
+    assert sorted({t for t, _ in runs}) == [("CoLA",), ("MRPC",), ("RTE",), ("STS-B",)]
+    assert sorted({lr for _, lr in runs}) == [1e-5, 2e-5, 4e-5] and len(runs) == 12
+    p = {t[0]: (ft["child"]["p_f"], ft["child"]["p_d"]) for (t, _), ft in runs.items()}
+    assert p == {"CoLA": (0.2, 0.2), "RTE": (0.3, 0.3), "MRPC": (0.4, 0.1), "STS-B": (0.2, 0.2)}
+    for ft in runs.values():
+        assert ft["seeds"] == list(range(10)) and ft["batch_size"] == 16 and ft["epochs"] == 3
+        assert ft["warmup"] == 0.1 and ft["weight_decay"] == 0.01 and ft["max_length"] == 128
+        assert set(ft["methods"]) == {"vanilla", "child_f", "child_d", "l2sp", "mixout"}
+    assert {c["pretrain"]["model_path"] for c in cells} == {"bert-large-cased"}
+    for scale in ("tiny", "small"):
+        tasks = {t for c in spec.resolve(scale) for t in c.config["finetune"]["tasks"]}
+        assert tasks and "WNLI" not in tasks and "RTE" not in tasks, scale

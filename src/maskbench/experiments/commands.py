@@ -21,6 +21,8 @@ def register(subparsers) -> None:
     run.add_argument("--out", type=Path, default=None, help="experiment folder (default ./experiments/NAME-SCALE)")
     run.add_argument("--jobs", type=int, default=1, help="independent stages run in this many processes")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument("--dry-run", action="store_true",
+                     help="run nothing: print the resolved recipe (every default filled in) and the cells")
     add_set_argument(run)
     run.set_defaults(func=run_command)
 
@@ -61,9 +63,41 @@ def run_command(args: argparse.Namespace) -> int:
     _check_jobs(args.jobs)
     spec = load_spec(args.spec, overrides=args.overrides)
     out = args.out or Path("experiments") / f"{spec.experiment.name}-{args.scale}"
+    if args.dry_run:
+        print(dry_run_text(spec, args.scale, out), end="")
+        return 0
     index = run_experiment(spec, out, scale=args.scale, jobs=args.jobs, progress=not args.quiet)
     _print_summary(index, out, terminal_table(out))
     return 1 if index.get("failed_cells") else 0
+
+
+def dry_run_text(spec, scale: str, out: Path) -> str:
+    """The recipe a run would use: the first cell's sections with every default filled in (TOML; unset
+    keys omitted), then each cell's label and the keys its axes set."""
+    import tomli_w
+
+    from .spec import canonical_json
+    from .stages import validate_config
+
+    cells = spec.resolve(scale)
+    resolved = [validate_config(cell.config) for cell in cells]
+    lines = [f"# {spec.experiment.name} at scale '{scale}': {len(cells)} cells, into {out} (dry run: nothing ran)",
+             f"# {spec.experiment.paper}" if spec.experiment.paper else "", "", "# the recipe of cell 1 (resolved)"]
+    lines.append(tomli_w.dumps(_without_none(resolved[0])).rstrip())
+    lines += ["", "# cells"]
+    for i, (cell, sections) in enumerate(zip(cells, resolved), 1):
+        assignment = ", ".join(f"{k} = {canonical_json(v)}" for k, v in cell.assignment.items()) or "the base"
+        lines.append(f"{i}. {cell.label} [{cell.id}]: {assignment}")
+    lines += ["", "# claims"] + [f"- {claim.text}" for claim in spec.claims]
+    return "\n".join(line for line in lines if line is not None) + "\n"
+
+
+def _without_none(value):
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return [_without_none(v) for v in value]
+    return value
 
 
 def report_command(args: argparse.Namespace) -> int:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..config import check_choice, check_range, from_dict
+from ..config import check_choice, check_range, from_dict, to_dict
 from ..errors import ConfigError, MaskbenchError
 from ..io import read_json, write_json, write_text
 from ..runtime import progress_enabled
@@ -103,15 +103,16 @@ def _section(config: dict, name: str) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def validate_config(config: dict) -> None:
-    """Check a resolved cell configuration against every stage's dataclass (`did you mean` included)."""
+def validate_config(config: dict) -> dict:
+    """Check a resolved cell configuration against every stage's dataclass (`did you mean` included);
+    returns the sections with every default filled in (what `experiment run --dry-run` prints)."""
     from ..data.shards import PrepareConfig
     from ..finetune.config import FinetuneConfig
     from ..train.config import PretrainConfig
 
-    from_dict(DataSection, _section(config, "data"), where="data")
-    from_dict(TokenizerSection, _section(config, "tokenizer"), where="tokenizer")
-    from_dict(PrepareConfig, _section(config, "prepare"), where="prepare")
+    resolved = {"data": to_dict(from_dict(DataSection, _section(config, "data"), where="data")),
+                "tokenizer": to_dict(from_dict(TokenizerSection, _section(config, "tokenizer"), where="tokenizer")),
+                "prepare": to_dict(from_dict(PrepareConfig, _section(config, "prepare"), where="prepare"))}
     pre = {k: v for k, v in _section(config, "pretrain").items() if k not in OWN_PRETRAIN_KEYS}
     pretrain_config = from_dict(PretrainConfig, pre, where="pretrain")
     try:
@@ -132,17 +133,22 @@ def validate_config(config: dict) -> None:
         if key in ft and not isinstance(ft[key], list):
             raise ConfigError(f"expected a list, got {ft[key]!r}", f"finetune.{key}")
     rest = {k: v for k, v in ft.items() if k not in OWN_FINETUNE_KEYS}
-    from_dict(FinetuneConfig, {**rest, "methods": ft.get("methods", ["vanilla"]), "seeds": ft.get("seeds", [0])},
-              where="finetune")
+    finetune_config = from_dict(FinetuneConfig, {**rest, "methods": ft.get("methods", ["vanilla"]),
+                                                 "seeds": ft.get("seeds", [0])}, where="finetune")
+    own = {k: v for k, v in _section(config, "pretrain").items() if k in OWN_PRETRAIN_KEYS}
+    resolved["pretrain"] = {**own, **to_dict(pretrain_config)}
+    resolved["finetune"] = {**{k: ft[k] for k in OWN_FINETUNE_KEYS if k in ft}, **to_dict(finetune_config)}
     probe = from_dict(ProbeSection, _section(config, "probe"), where="probe")
     heads = from_dict(HeadsSection, _section(config, "heads"), where="heads")
+    resolved["probe"], resolved["heads"] = to_dict(probe), to_dict(heads)
     if probe.enabled or heads.enabled:
         from ..inspect import HeadThresholds, ProbeConfig
 
         for task in probe.tasks:
             from_dict(ProbeConfig, {**probe.options, "task": task}, where="probe.options")
         from_dict(HeadThresholds, heads.options, where="heads.options")
-    from_dict(AttentionSection, _section(config, "attention"), where="attention")
+    resolved["attention"] = to_dict(from_dict(AttentionSection, _section(config, "attention"), where="attention"))
+    return resolved
 
 
 def _under(error: ConfigError, prefix: str) -> ConfigError:
