@@ -21,7 +21,7 @@ from . import selection
 from .sentence import SENTENCE_TASKS, check_sentence_batch
 
 IGNORE_INDEX = -100
-UNITS = ("token", "whole_word", "span", "pmi")
+UNITS = ("token", "whole_word", "span", "pmi", "ngram")
 SAMPLINGS = ("exact", "bernoulli")
 SPAN_REPLACEMENTS = ("per_span", "per_token")
 
@@ -86,7 +86,7 @@ class MaskedLM:
     """Masked LM (BERT; Wettig et al. 2022): corrupt `mask_rate`, predict `predict_rate`, any unit."""
 
     NAME = "mlm"
-    DESCRIPTION = "masked LM (BERT): corrupt mask_rate, predict predict_rate, token/whole-word/span/PMI units"
+    DESCRIPTION = "masked LM (BERT): corrupt mask_rate, predict predict_rate, token/whole-word/span/PMI/n-gram units"
     WIRING = ("vocab_size", "mask_id", "special_ids")
 
     vocab_size: int
@@ -99,6 +99,7 @@ class MaskedLM:
     unit: str = "token"
     span_p: float = 0.2
     max_span: int = 10
+    max_ngram: int = 3
     span_replacement: str = "per_span"
     pmi_path: str | None = None
     sentence: str | None = None
@@ -120,6 +121,11 @@ class MaskedLM:
         check_choice("span_replacement", self.span_replacement, SPAN_REPLACEMENTS)
         if self.max_span < 1:
             raise ConfigError(f"a span length must be at least 1 word, got {self.max_span}", "max_span")
+        if self.max_ngram < 1:
+            raise ConfigError(f"an n-gram holds at least 1 word, got max_ngram = {self.max_ngram}", "max_ngram")
+        if self.unit == "ngram" and self.sampling != "exact":
+            raise ConfigError("unit = \"ngram\" is ALBERT's greedy rule, which fills an exact budget; use "
+                              "sampling = \"exact\"", "sampling")
         if self.sentence is not None:
             check_choice("sentence", self.sentence, SENTENCE_TASKS)
         if self.predict_rate is not None and self.predict_rate > self.mask_rate * (1 + 1e-9):
@@ -208,6 +214,9 @@ class MaskedLM:
         k = self.batch_multiplier
         if self.unit == "token":
             return selection.token_selection(maskable, self.mask_rate, k, self.sampling, rng, counts=counts)
+        if self.unit == "ngram":
+            words = selection.word_starts_from_batch(batch, maskable, self.unit)
+            return selection.ngram_selection(words, maskable, counts, self.mask_rate, k, rng, self.max_ngram)
         starts, cuttable = self.unit_starts(batch, maskable, generator)
         if cuttable is None:
             return selection.unit_selection(starts, maskable, counts, self.mask_rate, k, self.sampling, rng)

@@ -1,4 +1,4 @@
-"""Which positions to corrupt: units (token / whole word / span / PMI n-gram) and how many of them.
+"""Which positions to corrupt: units (token / whole word / span / PMI n-gram / ALBERT n-gram) and how many.
 
 Every policy reduces to the same two steps, both vectorised over the batch:
 
@@ -24,6 +24,9 @@ Mersenne Twister. Every random choice still flows from the caller's `torch.Gener
 the positions are read back from the low bits; only the first copies * target values of a row can be
 selected, so only they are walked.
 SpanBERT spans and the T5 objectives keep the dense torch path (`assign_copies`, `exact_subset`).
+ALBERT's n-grams (`ngram_selection`) follow the reference's greedy rule instead of a partition into units:
+random start words in turn, each with its own n-gram length, skipped when it would overlap; that rule is
+sequential within a row, so it steps through the candidates in lockstep over the rows of the batch.
 
 Nothing here loops over tokens or sequences; each step is a sort, a cumulative sum, a scatter or a gather.
 """
@@ -423,3 +426,120 @@ def clipped_geometric_mean(span_p: float, max_span: int) -> float:
     """Expected span length (in words) of the clipped geometric distribution (3.78 for SpanBERT's 0.2, 10)."""
     weights = [span_p * (1 - span_p) ** (length - 1) for length in range(1, max_span + 1)]
     return sum(length * w for length, w in zip(range(1, max_span + 1), weights)) / sum(weights)
+
+
+def ngram_probabilities(max_ngram: int) -> np.ndarray:
+    """ALBERT's n-gram length distribution: p(n) ∝ 1/n for n = 1..max_ngram (6/11, 3/11, 2/11 for 3)."""
+    weights = 1.0 / np.arange(1, max_ngram + 1)
+    return weights / weights.sum()
+
+
+@dataclass
+class NgramChoices:
+    """The n-grams `ngram_choices` accepted: row, first word (index within the row), length in words and
+    in tokens, and copy, in the order they were accepted."""
+
+    rows: np.ndarray
+    word: np.ndarray
+    n: np.ndarray
+    size: np.ndarray
+    copy: np.ndarray
+
+
+def _row_words(word_starts: np.ndarray, maskable: np.ndarray):
+    """Every row's words, compacted: (rows, flat starts, sizes in tokens, index within the row, words per row).
+    A word runs from its start to the next word start or non-maskable token."""
+    batch, length = maskable.shape
+    bounds = np.flatnonzero(word_starts | ~maskable)
+    following = np.empty_like(bounds)
+    following[:-1] = bounds[1:]
+    following[-1:] = batch * length
+    is_word = word_starts.reshape(-1).take(bounds)
+    starts, following = bounds[is_word], following[is_word]
+    rows = starts // length
+    size = np.minimum(following, (rows + 1) * length) - starts
+    per_row = np.bincount(rows, minlength=batch)
+    column = np.arange(len(starts)) - (np.cumsum(per_row) - per_row).take(rows)
+    return rows, starts, size, column, per_row
+
+
+def ngram_choices(word_starts, maskable, counts, rate: float, copies: int, generator,
+                  max_ngram: int = 3) -> tuple[NgramChoices, tuple]:
+    """ALBERT's n-gram choice (`create_masked_lm_predictions` in google-research/albert), per row:
+
+    the row's words are visited in a random order; at word w an n-gram length n is drawn with p(n) ∝ 1/n
+    over the lengths that fit in the row (n ≤ max_ngram and w + n ≤ words); while the n-gram's tokens
+    would take the row past its budget, n shrinks by one word (skipped when even one word does not fit);
+    an n-gram that overlaps one already chosen is skipped; the walk stops once the budget is reached. The
+    budget is copies · round(rate · maskable tokens); an accepted n-gram goes to copy floor(midpoint /
+    target) of its centre in the running count. Returns the choices and the word table (rows, flat starts,
+    sizes, column, words per row) they index.
+    """
+    word_starts, maskable, counts = as_array(word_starts), as_array(maskable), as_array(counts)
+    rng = numpy_rng(generator)
+    batch, _ = maskable.shape
+    rows, starts, size, column, per_row = _row_words(word_starts, maskable)
+    width = int(per_row.max()) if len(per_row) else 0
+    sizes = np.zeros((batch, width + max_ngram), dtype=np.int64)
+    sizes[rows, column] = size
+    prefix = np.zeros((batch, width + max_ngram + 1), dtype=np.int64)
+    np.cumsum(sizes, axis=1, out=prefix[:, 1:])
+    keys = rng.random((batch, width))
+    keys[np.arange(width)[None, :] >= per_row[:, None]] = 2.0
+    order = np.argsort(keys, axis=1, kind="stable")
+    # n ~ p restricted to the lengths that fit: m = min(max_ngram, words left from w)
+    uniforms = rng.random((batch, width))
+    available = np.clip(per_row[:, None] - np.arange(width)[None, :], 1, max_ngram)
+    probabilities = ngram_probabilities(max_ngram)
+    drawn = np.ones((batch, width), dtype=np.int64)
+    for m in range(2, max_ngram + 1):
+        cdf = np.cumsum(probabilities[:m]) / probabilities[:m].sum()
+        steps = (uniforms[..., None] >= cdf[None, None, :-1]).sum(axis=2)
+        drawn = np.where(available == m, 1 + steps, drawn)
+    target = target_counts(counts, rate)
+    budget = target * copies
+    total = np.zeros(batch, dtype=np.int64)
+    covered = np.zeros((batch, width + max_ngram), dtype=np.bool_)
+    offsets = np.arange(max_ngram)
+    found = []
+    for k in range(width):
+        active = np.flatnonzero((total < budget) & (k < per_row))
+        if not len(active):
+            break
+        word = order[active, k]
+        n = drawn[active, word]
+        room = budget[active] - total[active]
+        ngram_size = prefix[active, word + n] - prefix[active, word]
+        for _ in range(max_ngram - 1):  # shrink by one word while it does not fit
+            shrink = (n > 1) & (ngram_size > room)
+            n = n - shrink
+            ngram_size = prefix[active, word + n] - prefix[active, word]
+        inside = offsets[None, :] < n[:, None]
+        overlap = (covered[active[:, None], word[:, None] + offsets[None, :]] & inside).any(axis=1)
+        ok = (ngram_size <= room) & ~overlap
+        accepted = active[ok]
+        covered[accepted[:, None], word[ok][:, None] + offsets[None, :]] |= inside[ok]
+        found.append((accepted, word[ok], n[ok], ngram_size[ok], total[accepted]))
+        total[accepted] += ngram_size[ok]
+    if found:
+        acc_rows, word, n, ngram_size, before = (np.concatenate(parts) for parts in zip(*found))
+    else:
+        acc_rows = word = n = ngram_size = before = np.zeros(0, dtype=np.int64)
+    copy = np.zeros(len(acc_rows), dtype=np.int64) if copies == 1 else np.minimum(
+        (2 * before + ngram_size) // (2 * target.take(acc_rows)), copies - 1)
+    return NgramChoices(acc_rows, word, n, ngram_size, copy), (rows, starts, size, column, per_row)
+
+
+def ngram_selection(word_starts, maskable, counts, rate: float, copies: int, generator,
+                    max_ngram: int = 3) -> SparseSelection:
+    """The tokens of ALBERT's n-grams (`ngram_choices`), every word of each n-gram whole."""
+    maskable = as_array(maskable)
+    _check_batch_size(maskable)
+    choices, (rows, starts, size, _, per_row) = ngram_choices(word_starts, maskable, counts, rate, copies,
+                                                              generator, max_ngram)
+    first = np.cumsum(per_row) - per_row
+    repeat = choices.n
+    word_index = np.repeat(first.take(choices.rows) + choices.word, repeat) + \
+        (np.arange(int(repeat.sum())) - np.repeat(np.cumsum(repeat) - repeat, repeat))
+    return _expand_units(starts.take(word_index), size.take(word_index), np.repeat(choices.copy, repeat),
+                         maskable.shape[1])
