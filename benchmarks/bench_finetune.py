@@ -44,39 +44,49 @@ def fixed_batches(n: int, batch: int, length: int, vocab: int):
     return out
 
 
-def side(method: str, args, batches):
-    """(step function, model) for one method, set up as `train_seed` does."""
-    from maskbench.finetune.child_tuning import (ChildTuningD, ChildTuningF, fisher_information,
-                                                 pretrained_parameters, row_sparse_parameters, top_fraction_masks)
-    from maskbench.finetune.config import FinetuneConfig
-    from maskbench.finetune.loop import _optimizer
+def bench_config(args):
+    """Fine-tuning settings of the bench: p for both Child-Tuning variants, no warm-up (a constant lr)."""
+    from maskbench.finetune.config import ChildTuningConfig, FinetuneConfig
 
-    cfg = FinetuneConfig()
-    model = build(args.size, args.vocab)
-    model.train()
-    optimizer = _optimizer(model, cfg, 1e-4)
-    info = {}
-    if method == "child_f":
-        ChildTuningF(optimizer, args.p, 1, row_sparse_parameters(model))
-    elif method == "child_d":
-        params = pretrained_parameters(model)
-        start = time.perf_counter()
-        scores = fisher_information(model, iter(batches[:args.fisher_batches]), params, args.fisher_batches, 1.0)
-        info["fisher_seconds"] = time.perf_counter() - start
-        masks, _ = top_fraction_masks(scores, args.p)
-        info["mask_seconds"] = time.perf_counter() - start - info["fisher_seconds"]
-        named = dict(model.named_parameters())
-        ChildTuningD(optimizer, {named[n]: m for n, m in masks.items()})
-    params = [p for p in model.parameters()]
+    return FinetuneConfig(warmup=0.0, child=ChildTuningConfig(p_f=args.p, p_d=args.p))
+
+
+def loop_step(model, optimization, hooks):
+    """The fine-tuning loop's own `train_step` over the bench's batches."""
+    from maskbench.finetune.loop import train_step
+    from maskbench.train.state import TrainState, WindowStats
+
+    state = TrainState(seed=0, window=WindowStats(()))
 
     def step(batch):
-        loss = model(**batch)["loss"]
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0, foreach=True)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        train_step(model, batch, optimization, state, hooks)
 
-    return step, info
+    return step
+
+
+def side(method: str, args, batches):
+    """(step function, model) for one method, set up by `attach_method` as `train_seed` does."""
+    from maskbench.finetune.child_tuning import fisher_information, pretrained_parameters
+    from maskbench.finetune.loop import attach_method, finetune_optimization
+
+    cfg = bench_config(args)
+    model = build(args.size, args.vocab)
+    model.train()
+    info = {}
+
+    def fisher():
+        start = time.perf_counter()
+        scores = fisher_information(model, iter(batches[:args.fisher_batches]), pretrained_parameters(model),
+                                    args.fisher_batches, 1.0)
+        info["fisher_seconds"] = time.perf_counter() - start
+        return scores, {}
+
+    start = time.perf_counter()
+    optimization, hooks = attach_method(model, method, cfg, 1,
+                                        lambda m: finetune_optimization(m, cfg, 1e-4, 10**9), fisher)
+    if method == "child_d":
+        info["mask_seconds"] = time.perf_counter() - start - info["fisher_seconds"]
+    return loop_step(model, optimization, hooks), info
 
 
 def hf_side(args):
@@ -89,8 +99,7 @@ def hf_side(args):
         from transformers import BertConfig, BertForSequenceClassification
     except ImportError:
         return None
-    from maskbench.finetune.config import FinetuneConfig
-    from maskbench.finetune.loop import _optimizer
+    from maskbench.finetune.loop import MethodHooks, finetune_optimization
     from maskbench.models.sizes import named_config
 
     c = named_config(args.size, vocab_size=args.vocab)
@@ -100,17 +109,8 @@ def hf_side(args):
         num_attention_heads=c.num_heads, intermediate_size=c.intermediate_size,
         max_position_embeddings=c.max_positions, num_labels=2, attn_implementation="sdpa"))
     model.train()
-    optimizer = _optimizer(model, FinetuneConfig(), 1e-4)
-    params = list(model.parameters())
-
-    def step(batch):
-        loss = model(**batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0, foreach=True)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    return step, {}
+    optimization = finetune_optimization(model, bench_config(args), 1e-4, 10**9)
+    return loop_step(model, optimization, MethodHooks("vanilla")), {}
 
 
 def measure(args) -> dict:

@@ -1,7 +1,7 @@
 """Full pretraining steps per second: maskbench's trainer vs Hugging Face, same shapes and the same data.
 
 One step = objective (masking) + forward + backward + gradient clipping + optimiser step + zero_grad.
-- maskbench: `Trainer._train_step()` of `maskbench.train` (loader by index, `mlm` objective at 15%, sparse
+- maskbench: `Trainer.train_step()` of `maskbench.train` (loader by index, `mlm` objective at 15%, sparse
   MLM head, fused AdamW, `zero_grad(set_to_none=True)`, no per-step host syncs beyond the NaN check);
 - Hugging Face: `BertForMaskedLM` + `DataCollatorForLanguageModeling(mlm_probability=0.15)` +
   `torch.optim.AdamW` (its default implementation), clipping at 1.0 as HF's Trainer does.
@@ -69,12 +69,11 @@ def maskbench_side(shards: Path, size: str, precision: str, out: Path):
         "log": {"progress": False, "tensorboard": False}, "checkpoint": {"every": 0, "final": False},
         "eval": {"at_end": False},
     })
-    trainer = Trainer(config, out)
-    trainer._prepare()
+    trainer = Trainer.build(config, out)
 
     def step(index: int) -> None:
-        trainer.step = index
-        trainer._train_step()
+        """One step of the trainer's own sequence (batch `trainer.state.step`; shapes as `index`'s)."""
+        trainer.train_step()
 
     return step, trainer.loader
 

@@ -38,12 +38,17 @@ def test_a_tiny_run_writes_the_run_folder(tiny_data, tmp_path):
 
 def test_evaluation_is_deterministic(tiny_data, tmp_path):
     config = tiny_config(tiny_data, budget={"steps": 2}, eval={"batches": 2})
-    trainer = Trainer(config, tmp_path / "run")
-    trainer._prepare()
-    trainer._evaluate()
-    first = dict(trainer.last_eval)
-    trainer._evaluate()
-    assert trainer.last_eval == first
+    trainer = Trainer.build(config, tmp_path / "run")
+    try:
+        first = trainer.evaluate()
+        trainer.train_step()
+        assert trainer.state.step == 1
+        trainer.evaluate()
+        again = trainer.evaluate()
+    finally:
+        trainer.close()
+    assert first and again and first != again  # training moved the model; evaluating again did not
+    assert trainer.state.last_eval == {"step": 1, "kind": "eval", **again}
 
 
 def test_gradient_accumulation_matches_one_big_batch(tiny_data, tmp_path):
@@ -59,11 +64,10 @@ def test_gradient_accumulation_matches_one_big_batch(tiny_data, tmp_path):
 
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path, monkeypatch):
     config = tiny_config(tiny_data, budget={"steps": 10}, checkpoint={"every": 2, "keep": 5})
-    trainer = Trainer(config, tmp_path / "run")
-    original = Trainer._train_step
+    original = Trainer.train_step
 
     def poisoned(self):
-        if self.step == 4:  # the 5th step
+        if self.state.step == 4:  # the 5th step
             forward = self.model.forward
 
             def nan_forward(**batch):
@@ -74,9 +78,9 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(tiny_da
             self.model.forward = nan_forward
         return original(self)
 
-    monkeypatch.setattr(Trainer, "_train_step", poisoned)
+    monkeypatch.setattr(Trainer, "train_step", poisoned)
     with pytest.raises(TrainingDiverged, match="at step 5.*step-0000004") as info:
-        trainer.run()
+        pretrain(config, tmp_path / "run")
     assert "\n" not in str(info.value)
     steps = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
     assert steps == ["step-0000002", "step-0000004"]
@@ -130,7 +134,7 @@ def test_span_corruption_trains_an_encoder_decoder(tiny_data, tmp_path):
 
 def test_bf16_autocast_keeps_float32_master_weights(tiny_data, tmp_path):
     config = tiny_config(tiny_data, precision="bf16", budget={"steps": 2})
-    trainer = Trainer(config, tmp_path / "run")
+    trainer = Trainer.build(config, tmp_path / "run")
     summary = trainer.run()
     assert all(p.dtype == torch.float32 for p in trainer.raw_model.parameters())
     assert summary["final"]["loss"] > 0

@@ -22,17 +22,46 @@ class Tiny(torch.nn.Module):
         self.norm_scale = torch.nn.Parameter(torch.ones(4, 4))
 
 
-def test_norms_and_biases_get_no_weight_decay():
+def test_matrices_decay_and_vectors_do_not():
+    """nanoGPT's rule: `p.dim() >= 2` decays, whatever the name (a 2-D `norm_scale` decays too)."""
     model = Tiny()
     names = {id(p): n for n, p in model.named_parameters()}
     groups = param_groups(model, 0.01)
     decayed = {names[id(p)] for p in groups[0]["params"]}
     plain = {names[id(p)] for p in groups[1]["params"]}
-    assert decayed == {"embed.weight", "linear.weight"}
-    assert plain == {"linear.bias", "LayerNorm.weight", "LayerNorm.bias", "norm_scale"}
+    assert decayed == {"embed.weight", "linear.weight", "norm_scale"}
+    assert plain == {"linear.bias", "LayerNorm.weight", "LayerNorm.bias"}
     assert groups[1]["weight_decay"] == 0.0
     everything = param_groups(model, 0.01, exclude_norm_and_bias=False)
     assert len(everything[0]["params"]) == 6 and not everything[1]["params"]
+
+
+def bert_no_decay(name: str) -> bool:
+    """Google BERT's run_classifier / optimization.py rule, as Hugging Face's examples port it."""
+    return any(nd in name for nd in ["bias", "LayerNorm.weight", "LayerNorm.bias"])
+
+
+@pytest.mark.parametrize("size", ["bert-tiny", "albert-base"])
+def test_the_rule_picks_bert_s_set_on_maskbench_encoders(size):
+    from maskbench.models import EncoderForPretraining, named_config
+    from maskbench.models.heads import EncoderForSequenceClassification
+
+    config = named_config(size, vocab_size=64)
+    for model in (EncoderForPretraining(config, sentence_task="sop"), EncoderForSequenceClassification(config, 3)):
+        for name, param in model.named_parameters():
+            assert (param.dim() < 2) == bert_no_decay(name), name
+
+
+def test_t5_norms_stay_undecayed_and_its_position_table_decays():
+    """T5's norm weights are vectors; its relative-position bias is a table (an embedding), so it decays
+    (the name rule would skip it for the word "bias")."""
+    from maskbench.models import EncoderDecoderModel, named_config
+
+    model = EncoderDecoderModel(named_config("t5-tiny", vocab_size=64))
+    names = {id(p): n for n, p in model.named_parameters()}
+    plain = {names[id(p)] for p in param_groups(model, 0.01)[1]["params"]}
+    assert plain and all("layer_norm" in n for n in plain)
+    assert any("relative_attention_bias" in names[id(p)] for p in param_groups(model, 0.01)[0]["params"])
 
 
 def test_adamw_is_fused_when_available_on_cpu():

@@ -48,8 +48,9 @@ def _payload(step: int, model, optimizer) -> ckpt.CheckpointPayload:
 
     return ckpt.CheckpointPayload(
         step=step, write_model=write_model, optimizer_state=optimizer.state_dict(),
-        scheduler_state={"step": step}, trainer_state={"step": step},
-        rng_tensors={"rank0.torch_cpu": torch.get_rng_state()}, rng_json=ckpt.python_rng_state(),
+        scheduler_state={"step": step},
+        train_state={"trainer": {"step": step}, "rng": {"rank0.torch_cpu": torch.get_rng_state()},
+                     "python_rng": ckpt.python_rng_state()},
         config_toml="seed = 0\n")
 
 
@@ -64,7 +65,7 @@ def test_write_read_and_keep_last_k(tmp_path):
     assert loaded.step == 15
     for name, tensor in model.state_dict().items():
         assert torch.equal(loaded.model_state[name], tensor)
-    assert torch.equal(loaded.rng_tensors["rank0.torch_cpu"], torch.get_rng_state())
+    assert torch.equal(loaded.train_state["rng"]["rank0.torch_cpu"], torch.get_rng_state())
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate", "delete", "manifest"])

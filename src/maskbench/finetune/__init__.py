@@ -18,7 +18,8 @@ _EXPORTS = {
     "top_fraction_masks": "child_tuning",
     "L2SP": "regularizers", "apply_mixout": "regularizers", "remove_mixout": "regularizers",
     "reinit_top_layers": "regularizers",
-    "prepare": "loop", "train_seed": "loop",
+    "prepare": "loop", "train_seed": "loop", "train_step": "loop", "attach_method": "loop", "MethodHooks": "loop",
+    "TaskHead": "loop", "CLASSIFICATION": "loop", "finetune_optimization": "loop",
     "summarize": "summary", "paired_test": "summary",
 }
 

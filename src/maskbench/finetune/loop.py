@@ -18,15 +18,22 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from ..errors import CheckpointError, ConfigError, DataError
 from ..io import append_jsonl, atomic_dir, write_json, write_text
+from ..runtime import resolve_device, seed_everything
+from ..train.config import OptimConfig, ScheduleConfig
+from ..train.optim import Optimization, build_optimization
+from ..train.state import TrainState, WindowStats
 from . import metrics as metric_fns
+from .child_tuning import (ChildTuningD, ChildTuningF, fisher_information, pretrained_parameters,
+                           row_sparse_parameters, top_fraction_masks)
 from .config import FinetuneConfig, default_lr
+from .regularizers import L2SP, apply_mixout, reinit_top_layers, remove_mixout
 from .tasks import (EncodedSplit, batches_in_order, encode_split, pair_tokenizer, shuffled_batches,
                     steps_per_epoch, submission_name)
 
@@ -49,6 +56,7 @@ class Prepared:
     lr: float
     checkpoint: str
     fisher: dict = field(default_factory=dict)
+    head: TaskHead = field(default_factory=lambda: CLASSIFICATION)
 
     @property
     def dev_splits(self) -> list[str]:
@@ -172,6 +180,11 @@ def prepare(cfg: FinetuneConfig) -> Prepared:
 
 
 def build_model(prep: Prepared, seed: int) -> torch.nn.Module:
+    """The model of `prep.head` for one seed."""
+    return prep.head.build(prep, seed)
+
+
+def build_classifier(prep: Prepared, seed: int) -> torch.nn.Module:
     """The classifier for one seed: pre-trained encoder, new head (and, for `random:`, encoder) from `seed`."""
     from ..models.heads import EncoderForSequenceClassification
 
@@ -196,8 +209,6 @@ def fisher_scores(prep: Prepared, cfg: FinetuneConfig, seed: int | None = None) 
     seed) estimates it with the seed's own head, data order and dropout draws; `false` uses
     `child.fisher_seed` for all three, so one pass serves every seed.
     """
-    from .child_tuning import fisher_information, pretrained_parameters
-
     child = cfg.child
     head_seed = seed if child.fisher_per_seed and seed is not None else child.fisher_seed
     key = (head_seed, child.fisher_batch_size, child.fisher_examples, child.fisher_clip, child.fisher_scope,
@@ -233,8 +244,6 @@ def fisher_scores(prep: Prepared, cfg: FinetuneConfig, seed: int | None = None) 
 
 
 def _device(cfg: FinetuneConfig) -> torch.device:
-    from ..runtime import resolve_device
-
     return resolve_device(cfg.device)
 
 
@@ -255,27 +264,6 @@ def _progress(cfg: FinetuneConfig, total: int, desc: str, unit: str):
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False, dynamic_ncols=True)
-
-
-def _optimizer(model: torch.nn.Module, cfg: FinetuneConfig, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    """AdamW; no weight decay on biases and LayerNorm weights (BERT's recipe)."""
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        (no_decay if name.endswith("bias") or "LayerNorm" in name else decay).append(param)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, betas=tuple(cfg.betas), eps=cfg.adam_eps,
-                             foreach=True)
-
-
-def _schedule(optimizer, warmup_steps: int, total_steps: int):
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / max(1, warmup_steps)
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 @torch.inference_mode()
@@ -300,9 +288,31 @@ def to_predictions(logits: np.ndarray, num_labels: int) -> np.ndarray:
     return logits[:, 0] if num_labels == 1 else logits.argmax(axis=1)
 
 
+def predict_labels(model: torch.nn.Module, prep: Prepared, split: EncodedSplit, batch_size: int,
+                   device: torch.device) -> np.ndarray:
+    """A classifier's predictions in label space: the class index, or the regression value."""
+    return to_predictions(predict(model, split, prep.pad_id, batch_size, device), prep.num_labels)
+
+
+@dataclass(frozen=True)
+class TaskHead:
+    """How a model family plugs into the one fine-tuning loop: `build(prep, seed)` makes the model (its
+    `forward(**batch)` returns a dict with `loss`), `new_parameters(model)` names what is not pre-trained
+    (L2-SP's head term), `predict(model, prep, split, batch_size, device)` gives label-space predictions
+    that the task's metrics and the submission file take. A new family (text-to-text) is a new TaskHead."""
+
+    name: str
+    build: Callable[[Any, int], torch.nn.Module]
+    new_parameters: Callable[[torch.nn.Module], dict]
+    predict: Callable[..., np.ndarray]
+
+
+CLASSIFICATION = TaskHead("classification", build_classifier, head_parameters, predict_labels)
+
+
 def evaluate(model, prep: Prepared, split_name: str, cfg: FinetuneConfig, device) -> dict[str, float]:
     split = prep.splits[split_name]
-    predictions = to_predictions(predict(model, split, prep.pad_id, cfg.eval_batch_size, device), prep.num_labels)
+    predictions = prep.head.predict(model, prep, split, cfg.eval_batch_size, device)
     return metric_fns.compute(prep.metric_names, predictions, split.labels)
 
 
@@ -317,86 +327,155 @@ def submission_text(predictions: np.ndarray, index: list, num_labels: int, label
     return "\n".join(lines) + "\n"
 
 
+# ---------------------------------------------------------------------------------------------------- methods
+
+
+@dataclass
+class MethodHooks:
+    """What a fine-tuning method adds to the shared loop: L2-SP's gradient term after each backward pass,
+    Child-Tuning's optimiser hook, Mixout's parametrization (removed before predicting the test sets)."""
+
+    method: str
+    info: dict = field(default_factory=dict)  # reported in best.json (Mixout layers, Fisher statistics)
+    l2sp: Any = None  # L2SP, or None
+    optimizer_hook: Any = None  # ChildTuningF / ChildTuningD, or None
+    mixout: bool = False
+
+    def after_backward(self) -> None:
+        if self.l2sp is not None:
+            self.l2sp.apply()
+
+    def detach(self, model: torch.nn.Module) -> None:
+        """Plain parameters and a plain optimiser again (for prediction and saving)."""
+        if self.mixout:
+            remove_mixout(model)
+        if self.optimizer_hook is not None:
+            self.optimizer_hook.remove()
+
+
+def attach_method(model: torch.nn.Module, method: str, cfg: FinetuneConfig, seed: int,
+                  build: Callable[[torch.nn.Module], Optimization],
+                  fisher: Callable[[], tuple[dict, dict]] | None = None,
+                  new_parameters: Callable[[torch.nn.Module], dict] = head_parameters) -> tuple[Optimization, MethodHooks]:
+    """Attach `method` to `model` and build its optimisation with `build(model)`, in the order the method
+    needs: Mixout and L2-SP see the model before the optimiser exists, Child-Tuning hooks the optimiser.
+    `fisher()` gives Child-Tuning-D its (scores, info) (only called when needed); `new_parameters(model)`
+    are the parameters L2-SP pulls towards zero instead of their start. Seeds: Mixout draws from
+    seed + 1, Child-Tuning-F from seed + 2."""
+    hooks = MethodHooks(method)
+    if method == "mixout":
+        generator = torch.Generator(next(model.parameters()).device).manual_seed(seed + 1)
+        hooks.info["mixout_layers"] = apply_mixout(model, cfg.mixout.p, generator, cfg.mixout.keep_dropout,
+                                                   cfg.mixout.exact_gradient)
+        hooks.mixout = True
+    if method == "l2sp":
+        hooks.l2sp = L2SP(pretrained_parameters(model), new_parameters(model), cfg.l2sp.alpha, cfg.l2sp.head_alpha)
+    optimization = build(model)
+    if method == "child_f":
+        hooks.optimizer_hook = ChildTuningF(optimization.optimizer, cfg.child.p_f, seed + 2,
+                                            row_sparse_parameters(model))
+    elif method == "child_d" and cfg.child.p_d >= 1.0:  # the whole network: vanilla, no Fisher needed
+        total = sum(p.numel() for p in pretrained_parameters(model, cfg.child.fisher_scope).values())
+        hooks.info["fisher"] = {"kept": total, "total": total}
+    elif method == "child_d":
+        if fisher is None:
+            raise ValueError("Child-Tuning-D needs Fisher scores")
+        scores, info = fisher()
+        masks, stats = top_fraction_masks(scores, cfg.child.p_d)
+        named = dict(model.named_parameters())
+        hooks.optimizer_hook = ChildTuningD(optimization.optimizer,
+                                            {named[n]: m.to(named[n].device) for n, m in masks.items()})
+        hooks.info["fisher"] = {**info, **stats}
+    return optimization, hooks
+
+
+def method_weight_decay(method: str, cfg: FinetuneConfig) -> float:
+    """L2-SP's penalty replaces weight decay (decoupled decay only when `l2sp.weight_decay` asks for it)."""
+    return cfg.l2sp.weight_decay if method == "l2sp" else cfg.weight_decay
+
+
+def finetune_optimization(model: torch.nn.Module, cfg: FinetuneConfig, lr: float, total_steps: int,
+                          weight_decay: float | None = None) -> Optimization:
+    """AdamW (multi-tensor), linear warm-up over `cfg.warmup` of the steps then linear decay to 0, clipping
+    at `max_grad_norm`: the training core's one optimiser builder and one schedule with BERT's settings.
+    `weight_decay` defaults to `cfg.weight_decay`."""
+    decay = cfg.weight_decay if weight_decay is None else weight_decay
+    optim = OptimConfig(name="adamw", lr=lr, betas=tuple(cfg.betas), eps=cfg.adam_eps,
+                        weight_decay=decay, grad_clip=cfg.max_grad_norm or 0.0, fused=False)
+    schedule = ScheduleConfig(warmup_steps=int(round(cfg.warmup * total_steps)), decay="linear")
+    return build_optimization(model, optim, schedule, total_steps)
+
+
+def total_steps(prep: Prepared, cfg: FinetuneConfig) -> int:
+    """Optimiser steps of one run: `epochs` over the training split, capped by `max_steps`."""
+    steps = max(1, int(round(cfg.epochs * steps_per_epoch(len(prep.splits["train"]), cfg.batch_size))))
+    return min(steps, cfg.max_steps) if cfg.max_steps else steps
+
+
+def train_step(model: torch.nn.Module, batch: dict, optimization: Optimization, state: TrainState,
+               hooks: MethodHooks) -> torch.Tensor:
+    """One optimiser step on `batch` (model inputs and labels): forward, backward, the method's gradient
+    term, clipping, the update at the schedule's rate for `state.step`. Returns the (detached) loss."""
+    optimization.set_lr(state.step)
+    loss = model(**batch)["loss"]
+    loss.backward()
+    hooks.after_backward()
+    optimization.clip()
+    optimization.step()
+    state.step += 1
+    return loss.detach()
+
+
+# ---------------------------------------------------------------------------------------------------- the loop
+
+
 def train_seed(prep: Prepared, cfg: FinetuneConfig, method: str, seed: int, seed_dir: str | os.PathLike,
                fisher: tuple[dict, dict] | None = None, fingerprint: str = "") -> dict:
-    """Fine-tune one (method, seed) and write its folder atomically; returns the content of `best.json`."""
-    from ..runtime import seed_everything
-    from .child_tuning import ChildTuningD, ChildTuningF, pretrained_parameters, row_sparse_parameters, \
-        top_fraction_masks
-    from .regularizers import L2SP, apply_mixout, reinit_top_layers, remove_mixout
+    """Fine-tune one (method, seed) and write its folder atomically; returns the content of `best.json`.
 
+    Epochs of shuffled batches through `train_step`; after each, every dev split is scored and the best
+    state kept (early stopping after `early_stopping` epochs without a better dev score); the best state
+    predicts the test splits.
+    """
     seed_everything(seed)
     device = _device(cfg)
     model = build_model(prep, seed)
-    generator = torch.Generator().manual_seed(seed)
-    reinit_top_layers(model, cfg.reinit_layers, generator)
+    reinit_top_layers(model, cfg.reinit_layers, torch.Generator().manual_seed(seed))
     model.to(device).train()
-    method_info: dict[str, Any] = {}
-    l2sp = None
-    if method == "mixout":
-        method_info["mixout_layers"] = apply_mixout(model, cfg.mixout.p, torch.Generator(device).manual_seed(seed + 1),
-                                                    cfg.mixout.keep_dropout, cfg.mixout.exact_gradient)
-    if method == "l2sp":
-        l2sp = L2SP(pretrained_parameters(model), head_parameters(model), cfg.l2sp.alpha, cfg.l2sp.head_alpha)
-    # L2-SP's penalty replaces weight decay (decoupled decay only when l2sp.weight_decay asks for it)
-    optimizer = _optimizer(model, cfg, prep.lr, cfg.l2sp.weight_decay if method == "l2sp" else cfg.weight_decay)
-    hook = None
-    if method == "child_f":
-        hook = ChildTuningF(optimizer, cfg.child.p_f, seed + 2, row_sparse_parameters(model))
-    elif method == "child_d" and cfg.child.p_d >= 1.0:  # the whole network: vanilla, no Fisher needed
-        total = sum(p.numel() for p in pretrained_parameters(model, cfg.child.fisher_scope).values())
-        method_info["fisher"] = {"kept": total, "total": total}
-    elif method == "child_d":
-        scores, info = fisher if fisher is not None else fisher_scores(prep, cfg, seed)
-        masks, stats = top_fraction_masks(scores, cfg.child.p_d)
-        named = dict(model.named_parameters())
-        hook = ChildTuningD(optimizer, {named[n]: m.to(device) for n, m in masks.items()})
-        method_info["fisher"] = {**info, **stats}
-
+    steps = total_steps(prep, cfg)
+    optimization, hooks = attach_method(
+        model, method, cfg, seed, lambda m: finetune_optimization(m, cfg, prep.lr, steps, method_weight_decay(method, cfg)),
+        fisher=lambda: fisher if fisher is not None else fisher_scores(prep, cfg, seed),
+        new_parameters=prep.head.new_parameters)
+    state = TrainState(seed=seed, window=WindowStats((), device), device=device)
     train = prep.splits["train"]
-    per_epoch = steps_per_epoch(len(train), cfg.batch_size)
-    total_steps = max(1, int(round(cfg.epochs * per_epoch)))
-    if cfg.max_steps:
-        total_steps = min(total_steps, cfg.max_steps)
-    scheduler = _schedule(optimizer, int(round(cfg.warmup * total_steps)), total_steps)
     data_rng = np.random.default_rng(seed)
-    params = [p for p in model.parameters() if p.requires_grad]
 
     seed_dir = Path(seed_dir)
     best: dict[str, Any] | None = None
     best_state = None
     stale = 0
-    step = 0
     step_times: list[float] = []
     started = time.perf_counter()
     with atomic_dir(seed_dir) as tmp:
         metrics_path = tmp / "metrics.jsonl"
         epoch = 0
-        while step < total_steps:
+        while state.step < steps:
             epoch += 1
-            batches = shuffled_batches(len(train), cfg.batch_size, data_rng)[:total_steps - step]
+            batches = shuffled_batches(len(train), cfg.batch_size, data_rng)[:steps - state.step]
             bar = _progress(cfg, sum(len(b) for b in batches), f"{method} seed {seed} epoch {epoch}", "ex")
             losses = []
             for rows in batches:
                 t0 = time.perf_counter()
                 batch = {k: v.to(device) for k, v in train.batch(rows, prep.pad_id).items()}
-                loss = model(**batch)["loss"]
-                loss.backward()
-                if l2sp is not None:
-                    l2sp.apply()
-                if cfg.max_grad_norm:
-                    torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm, foreach=True)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
+                losses.append(float(train_step(model, batch, optimization, state, hooks)))
                 step_times.append(time.perf_counter() - t0)
-                losses.append(float(loss.detach()))
-                step += 1
                 bar.update(len(rows))
                 bar.set_postfix(loss=f"{losses[-1]:.4f}")
             bar.close()
-            record = {"epoch": epoch, "step": step, "train_loss": float(np.mean(losses)),
-                      "lr": scheduler.get_last_lr()[0], "seconds": round(time.perf_counter() - started, 3)}
+            state.elapsed = time.perf_counter() - started
+            record = {"epoch": epoch, "step": state.step, "train_loss": float(np.mean(losses)),
+                      "lr": optimization.schedule.lr(state.step), "seconds": round(state.elapsed, 3)}
             for name in prep.dev_splits:
                 record[name] = evaluate(model, prep, name, cfg, device)
             record["score"] = record["dev"]["score"]
@@ -410,14 +489,11 @@ def train_seed(prep: Prepared, cfg: FinetuneConfig, method: str, seed: int, seed
                 if cfg.early_stopping and stale >= cfg.early_stopping:
                     break
         model.load_state_dict(best_state)
-        if method == "mixout":
-            remove_mixout(model)
-        if hook is not None:
-            hook.remove()
+        hooks.detach(model)
         predictions = {}
         for name in prep.test_splits:
             split = prep.splits[name]
-            values = to_predictions(predict(model, split, prep.pad_id, cfg.eval_batch_size, device), prep.num_labels)
+            values = prep.head.predict(model, prep, split, cfg.eval_batch_size, device)
             file = f"{submission_name(prep.task, name)}.tsv"
             write_text(tmp / file, submission_text(values, split.index, prep.num_labels, prep.label_names))
             predictions[name] = file
@@ -425,10 +501,10 @@ def train_seed(prep: Prepared, cfg: FinetuneConfig, method: str, seed: int, seed
             "method": method, "seed": seed, "task": prep.task_name, "checkpoint": prep.checkpoint,
             "best_epoch": best["epoch"], "best_step": best["step"], "score": best["score"],
             **{name: best[name] for name in prep.dev_splits},
-            "epochs_run": epoch, "steps": step, "lr": prep.lr,
+            "epochs_run": epoch, "steps": state.step, "lr": prep.lr,
             "train_seconds": round(time.perf_counter() - started, 3),
             "step_seconds_median": round(statistics.median(step_times), 6) if step_times else None,
-            "predictions": predictions, "fingerprint": fingerprint, **method_info,
+            "predictions": predictions, "fingerprint": fingerprint, **hooks.info,
         }
         write_json(tmp / "best.json", result)
     return json.loads((seed_dir / "best.json").read_text(encoding="utf-8"))

@@ -16,6 +16,13 @@ _EXPORTS = {
     "load_pretrain_config": "config",
     "parse_duration": "config",
     "TrainingDiverged": "loop",
+    "Trainer": "loop",
+    "TrainState": "state",
+    "WindowStats": "state",
+    "Optimization": "optim",
+    "build_optimization": "optim",
+    "build_optimizer": "optim",
+    "Schedule": "optim",
     "pretrain": "loop",
     "read_metrics": "loop",
 }

@@ -140,9 +140,7 @@ class CheckpointPayload:
     write_model: Any  # callable(folder) that writes model.safetensors + config.json
     optimizer_state: dict
     scheduler_state: dict
-    trainer_state: dict  # loop position, loader position, elapsed time, log accumulators
-    rng_tensors: dict[str, torch.Tensor]  # "rank{r}.torch_cpu", ...
-    rng_json: dict
+    train_state: dict  # TrainState.state_dict(): "trainer" (JSON), "rng" ("rank{r}.torch_cpu", ...), "python_rng"
     config_toml: str
 
 
@@ -158,9 +156,10 @@ def write_checkpoint(checkpoints_dir: Path, payload: CheckpointPayload, keep: in
             save_file(tensors, str(tmp / "optimizer.safetensors"))
             write_json(tmp / "optimizer.json", meta)
             write_json(tmp / "scheduler.json", payload.scheduler_state)
-            save_file({k: v.contiguous() for k, v in payload.rng_tensors.items()}, str(tmp / "rng.safetensors"))
-            write_json(tmp / "rng.json", payload.rng_json)
-            write_json(tmp / "trainer.json", payload.trainer_state)
+            state = payload.train_state
+            save_file({k: v.contiguous() for k, v in state["rng"].items()}, str(tmp / "rng.safetensors"))
+            write_json(tmp / "rng.json", state["python_rng"])
+            write_json(tmp / "trainer.json", state["trainer"])
             (tmp / "config.toml").write_text(payload.config_toml, encoding="utf-8")
             files = {}
             for path in sorted(tmp.iterdir()):
@@ -242,9 +241,7 @@ class LoadedCheckpoint:
     model_state: dict[str, torch.Tensor]
     optimizer_state: dict
     scheduler_state: dict
-    trainer_state: dict
-    rng_tensors: dict[str, torch.Tensor]
-    rng_json: dict
+    train_state: dict  # as written: "trainer", "rng" (every rank's, "rank{r}." prefixed), "python_rng"
 
 
 def read_checkpoint(path: Path) -> LoadedCheckpoint:
@@ -256,8 +253,9 @@ def read_checkpoint(path: Path) -> LoadedCheckpoint:
                                                read_json(path / "optimizer.json"))
         return LoadedCheckpoint(
             path=path, step=int(manifest["step"]), model_state=model_state, optimizer_state=optimizer_state,
-            scheduler_state=read_json(path / "scheduler.json"), trainer_state=read_json(path / "trainer.json"),
-            rng_tensors=load_file(str(path / "rng.safetensors")), rng_json=read_json(path / "rng.json"))
+            scheduler_state=read_json(path / "scheduler.json"),
+            train_state={"trainer": read_json(path / "trainer.json"), "rng": load_file(str(path / "rng.safetensors")),
+                         "python_rng": read_json(path / "rng.json")})
     except (OSError, KeyError, ValueError) as e:
         raise CheckpointError(f"cannot read checkpoint {path}: {e}") from e
 

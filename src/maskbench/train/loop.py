@@ -35,7 +35,8 @@ from .distributed import (World, close_world, full_model_state, full_state_dicts
 from .evaluate import (ENCODER_TERMS, SENTENCE_TERM, SEQ2SEQ_TERMS, TRAIN_STREAM, Term, autocast,
                        count_predictions, evaluate, rank_rows, stream_generator, to_device)
 from .logging import MetricsLog, format_eta, truncate_metrics
-from .optim import Schedule, build_optimizer
+from .optim import Optimization, build_optimization
+from .state import TrainState, WindowStats
 
 #: Sections that may change when a run is resumed (they do not change what a step computes).
 RESUMABLE_CHANGES = ("budget", "eval", "log", "checkpoint", "threads", "distributed", "compile", "device")
@@ -242,78 +243,117 @@ def open_run_dir(out_dir: Path, config: PretrainConfig, resume: bool, world: Wor
 
 # --- the loop ----------------------------------------------------------------------------------------------
 
+@dataclass
 class Trainer:
-    """One pretraining run; `run()` returns the summary. Built by `pretrain()`."""
+    """One pretraining run. Every attribute is declared here and filled by `Trainer.build` (nothing appears
+    later); `train_step()` is one optimiser step, `run()` the whole budget, `close()` the tear-down."""
 
-    def __init__(self, config: PretrainConfig, out_dir: str | Path, resume: bool = False):
-        self.config = config
-        self.out_dir = Path(out_dir)
-        self.resume = resume
-        self.world = init_world(config.distributed, config.device)
-        self.log: MetricsLog | None = None
+    config: PretrainConfig
+    out_dir: Path
+    world: World
+    setup: Setup
+    loader: Any  # PretrainBatches over this rank's rows of the train split
+    val_loader: Any  # PretrainBatches over the validation split, or None
+    eval_disabled_reason: str  # why val_loader is None
+    accumulation: int  # micro-batches per rank and step
+    multiplier: int  # rows through the model per sequence (MLM with predict_rate > mask_rate)
+    device: torch.device
+    raw_model: torch.nn.Module  # the model itself (what is saved)
+    model: torch.nn.Module  # what runs: wrapped for DDP/FSDP, compiled
+    optimization: Optimization
+    total_steps: int | None
+    total_seconds: float | None
+    state: TrainState
+    first_bad_step: torch.Tensor  # first step with a non-finite loss or gradient norm (inf: none yet)
+    checkpoints_dir: Path
+    last_checkpoint_step: int = -1
+    log: MetricsLog | None = None  # open while `run()` runs
+    caller_threads: int = 0  # torch's thread count before the run (`threads` applies to this run only)
 
-    # set-up -----------------------------------------------------------------------------------------------
-    def _prepare(self) -> None:
-        cfg, world = self.config, self.world
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        self.setup = setup(cfg)
-        open_run_dir(self.out_dir, cfg, self.resume, world)
-        self.accumulation = cfg.batch.accumulation(world.world_size)
-        per_rank = cfg.batch.size // world.world_size
+    @classmethod
+    def build(cls, config: PretrainConfig, out_dir: str | Path, resume: bool = False) -> Trainer:
+        """Set up a run (data, model, optimiser, run folder; restored from the newest checkpoint with
+        `resume`). The caller owns the result: `run()` closes it, otherwise call `close()`."""
+        caller_threads = torch.get_num_threads()
+        world = init_world(config.distributed, config.device)
+        try:
+            if config.threads:
+                torch.set_num_threads(config.threads)
+            trainer = cls._build(config, Path(out_dir), resume, world, caller_threads)
+        except BaseException:
+            close_world(world)
+            torch.set_num_threads(caller_threads)
+            raise
+        if resume:
+            try:
+                trainer.restore()
+            except BaseException:
+                trainer.close()
+                raise
+        return trainer
+
+    @classmethod
+    def _build(cls, cfg: PretrainConfig, out_dir: Path, resume: bool, world: World, caller_threads: int) -> Trainer:
         from ..data.loader import PretrainBatches
 
-        pairs = getattr(self.setup.objective, "sentence_task", None)
-        add_special = not self.setup.seq2seq
-        self.loader = PretrainBatches(self.setup.shards_dir, "train", batch_size=per_rank,
-                                      seq_len=self.setup.raw_seq_len, seed=cfg.seed, pairs=pairs,
-                                      add_special=add_special, rank=world.rank, world_size=world.world_size,
-                                      max_tokens=cfg.data.max_tokens)
+        s = setup(cfg)
+        open_run_dir(out_dir, cfg, resume, world)
+        accumulation = cfg.batch.accumulation(world.world_size)
+        pairs = getattr(s.objective, "sentence_task", None)
+        add_special = not s.seq2seq
+        loader = PretrainBatches(s.shards_dir, "train", batch_size=cfg.batch.size // world.world_size,
+                                 seq_len=s.raw_seq_len, seed=cfg.seed, pairs=pairs, add_special=add_special,
+                                 rank=world.rank, world_size=world.world_size, max_tokens=cfg.data.max_tokens)
         eval_size = cfg.eval.batch_size or cfg.batch.size
         if eval_size % world.world_size:
             raise ConfigError(f"{eval_size} sequences do not split over {world.world_size} processes",
                               "eval.batch_size")
-        self.val_loader = None
-        self.eval_disabled_reason = ""
+        val_loader, eval_disabled_reason = None, ""
         try:
-            self.val_loader = PretrainBatches(self.setup.shards_dir, "validation", batch_size=eval_size,
-                                              seq_len=self.setup.raw_seq_len, seed=cfg.eval.seed, pairs=pairs,
-                                              add_special=add_special)
+            val_loader = PretrainBatches(s.shards_dir, "validation", batch_size=eval_size, seq_len=s.raw_seq_len,
+                                         seed=cfg.eval.seed, pairs=pairs, add_special=add_special)
         except DataError as e:
-            self.eval_disabled_reason = str(e)
-        self.multiplier = int(getattr(self.setup.objective, "batch_multiplier", 1))
-        self.device = world.device
-        self.raw_model = self.setup.model.to(self.device)
+            eval_disabled_reason = str(e)
+        device = world.device
+        raw_model = s.model.to(device)
         sample = None
         if world.distributed and not world.fsdp:
-            probe = self.setup.objective(self.loader.get_global(0), generator=stream_generator(cfg.seed, TRAIN_STREAM, 0))
-            probe = {k: v[:2] for k, v in probe.items() if k in self.setup.model_keys}
-            sample = to_device(probe, self.setup.model_keys, self.device)
-        self.model = wrap_model(self.raw_model, world, sample)
-        self.optimizer = build_optimizer(self.model, cfg.optim, self.device)
+            probe = s.objective(loader.get_global(0), generator=stream_generator(cfg.seed, TRAIN_STREAM, 0))
+            probe = {k: v[:2] for k, v in probe.items() if k in s.model_keys}
+            sample = to_device(probe, s.model_keys, device)
+        model = wrap_model(raw_model, world, sample)
         budget = cfg.budget
-        self.total_steps = budget.steps
-        self.total_seconds = budget.seconds
-        self.schedule = Schedule(cfg.schedule, cfg.optim.lr, budget.steps if budget.seconds is None else None,
-                                 budget.seconds)
+        optimization = build_optimization(model, cfg.optim, cfg.schedule, budget.steps, budget.seconds, device)
         if cfg.compile:
-            self.model = torch.compile(self.model)
-        self.step = 0
-        self.elapsed = 0.0
-        self.tokens = 0
-        self.window = torch.zeros(2 + 3 * len(self.setup.terms), dtype=torch.float64, device=self.device)
-        self.window_steps = 0
-        self.last_eval_step = -1
-        self.last_checkpoint_step = -1
-        self.last_eval: dict = {}
-        self.last_train: dict = {}
-        self.first_bad_step = torch.full((), math.inf, dtype=torch.float64, device=self.device)
-        torch.manual_seed(cfg.seed * 1_000_003 + world.rank)
-        self.checkpoints_dir = self.out_dir / "checkpoints"
-        if self.resume:
-            self._restore()
+            model = torch.compile(model)
+        state = TrainState(seed=cfg.seed, window=WindowStats(s.terms, device), device=device)
+        first_bad_step = torch.full((), math.inf, dtype=torch.float64, device=device)
+        torch.manual_seed(cfg.seed * 1_000_003 + world.rank)  # dropout: one stream per rank
+        return cls(config=cfg, out_dir=out_dir, world=world, setup=s, loader=loader, val_loader=val_loader,
+                   eval_disabled_reason=eval_disabled_reason, accumulation=accumulation,
+                   multiplier=int(getattr(s.objective, "batch_multiplier", 1)), device=device, raw_model=raw_model,
+                   model=model, optimization=optimization, total_steps=budget.steps, total_seconds=budget.seconds,
+                   state=state, first_bad_step=first_bad_step, checkpoints_dir=out_dir / "checkpoints",
+                   caller_threads=caller_threads)
 
-    def _restore(self) -> None:
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        return self.optimization.optimizer
+
+    @property
+    def step(self) -> int:
+        return self.state.step
+
+    def close(self) -> None:
+        """Close the log and the process group; give the caller back its torch thread count."""
+        if self.log is not None:
+            self.log.close()
+            self.log = None
+        close_world(self.world)
+        torch.set_num_threads(self.caller_threads)
+
+    def restore(self) -> None:
+        """Continue from the newest valid checkpoint of the run folder (none: from step 0)."""
         warn = ckpt.warn_to_stderr if self.world.is_main else (lambda message: None)
         path = ckpt.latest_valid_checkpoint(self.checkpoints_dir, warn=warn)
         if path is None:
@@ -323,35 +363,26 @@ class Trainer:
                 truncate_metrics(self.out_dir / "metrics.jsonl", 0)
             return
         loaded = ckpt.read_checkpoint(path)
-        state = loaded.trainer_state
-        if state.get("global_batch") != self.config.batch.size:
-            raise CheckpointError(f"{path.name} was trained with batch.size {state.get('global_batch')}; "
+        saved = loaded.train_state["trainer"]
+        if saved.get("global_batch") != self.config.batch.size:
+            raise CheckpointError(f"{path.name} was trained with batch.size {saved.get('global_batch')}; "
                                   f"resume with the same global batch")
         try:
             load_full_state_dicts(self.model, self.optimizer, loaded.model_state, loaded.optimizer_state, self.world)
         except (RuntimeError, KeyError, ValueError) as e:
             raise CheckpointError(f"{path} does not fit this model: {str(e).splitlines()[0]}") from None
-        self.step = int(state["step"])
-        self.elapsed = float(state["elapsed"])
-        self.tokens = int(state["tokens"])
-        self.window_steps = int(state["window_steps"])
-        self.window = torch.tensor(state["window"], dtype=torch.float64, device=self.device)
-        self.last_eval_step = int(state.get("last_eval_step", -1))
-        self.last_checkpoint_step = self.step
-        self.last_eval = dict(state.get("last_eval", {}))
-        self.last_train = dict(state.get("last_train", {}))
-        local = {name.split(".", 1)[1]: tensor for name, tensor in loaded.rng_tensors.items()
-                 if name.startswith(f"rank{self.world.rank}.")}
-        if local:
-            ckpt.restore_local_rng_state(local, self.device)
-        elif self.world.is_main:
+        prefix = f"rank{self.world.rank}."
+        local = {name[len(prefix):]: t for name, t in loaded.train_state["rng"].items() if name.startswith(prefix)}
+        if not local and self.world.is_main:
             ckpt.warn_to_stderr(f"{path.name} has no RNG state for rank {self.world.rank} (it was written by "
-                                f"{state.get('world_size')} processes); dropout masks will differ from a run that "
+                                f"{saved.get('world_size')} processes); dropout masks will differ from a run that "
                                 f"never stopped")
+        python_rng = loaded.train_state["python_rng"] if self.world.is_main else None
+        self.state.load_state_dict({"trainer": saved, "rng": local, "python_rng": python_rng})
+        self.last_checkpoint_step = self.state.step
         if self.world.is_main:
-            ckpt.restore_python_rng_state(loaded.rng_json)
-            truncate_metrics(self.out_dir / "metrics.jsonl", self.step)
-            self._message(f"resumed from {path} (step {self.step})")
+            truncate_metrics(self.out_dir / "metrics.jsonl", self.state.step)
+            self._message(f"resumed from {path} (step {self.state.step})")
 
     # helpers ----------------------------------------------------------------------------------------------
     def _message(self, text: str) -> None:
@@ -360,10 +391,11 @@ class Trainer:
         elif self.world.is_main:
             print(text, file=sys.stderr)
 
-    def _finished(self) -> bool:
-        if self.total_steps is not None and self.step >= self.total_steps:
+    def finished(self) -> bool:
+        """Whether the budget (steps, or training seconds) is spent."""
+        if self.total_steps is not None and self.state.step >= self.total_steps:
             return True
-        return self.total_seconds is not None and self.elapsed >= self.total_seconds
+        return self.total_seconds is not None and self.state.elapsed >= self.total_seconds
 
     def _check_finite(self, force: bool = False) -> None:
         """Stop on a NaN/inf loss or gradient norm: every step in one CPU process; otherwise at each log line
@@ -379,20 +411,20 @@ class Trainer:
                                    f"(lower optim.lr, raise schedule warm-up or set optim.grad_clip, then --resume)")
 
     # one step ---------------------------------------------------------------------------------------------
-    def _train_step(self) -> None:
-        cfg, world, s = self.config, self.world, self.setup
-        raw = self.loader.get_global(self.step)
-        batch = s.objective(raw, generator=stream_generator(cfg.seed, TRAIN_STREAM, self.step))
+    def train_step(self) -> None:
+        """One optimiser step on global batch `state.step`: corrupt it, run this rank's micro-batches forward
+        and backward (each loss normalised by the global number of predictions), clip, step."""
+        cfg, world, s, state = self.config, self.world, self.setup, self.state
+        raw = self.loader.get_global(state.step)
+        batch = s.objective(raw, generator=state.generator(TRAIN_STREAM))
         counts = count_predictions(batch, s.terms)
         scales = [world.world_size / c if c else 0.0 for c in counts]
         rows = rank_rows(batch, world)
-        n_rows = rows["input_ids"].shape[0]
-        micro = n_rows // self.accumulation
-        self.schedule.apply(self.optimizer, self.step, self.elapsed)
-        stats = torch.zeros(2 + 3 * len(s.terms), dtype=torch.float64, device=self.device)
+        micro = rows["input_ids"].shape[0] // self.accumulation
+        self.optimization.set_lr(state.step, state.elapsed)
+        stats = WindowStats(s.terms, self.device)
         for index in range(self.accumulation):
-            part = {k: v[index * micro:(index + 1) * micro] for k, v in rows.items()
-                    if k in s.model_keys}
+            part = {k: v[index * micro:(index + 1) * micro] for k, v in rows.items() if k in s.model_keys}
             part = to_device(part, s.model_keys, self.device)
             with no_sync(self.model, world, skip=index < self.accumulation - 1):
                 with autocast(self.device, cfg.precision):
@@ -403,75 +435,66 @@ class Trainer:
                         continue
                     contribution = out[term.loss_key] * out[term.count_key] * scales[i]
                     loss = contribution if loss is None else loss + contribution
-                    stats[1 + 3 * i] += contribution.detach().double() / world.world_size
-                    stats[2 + 3 * i] += out[term.correct_key].detach().double()
-                    stats[3 + 3 * i] += out[term.count_key].detach().double()
+                    stats.add_term(i, contribution, out[term.correct_key], out[term.count_key], world.world_size)
                 if loss is None:
                     loss = sum(p.sum() * 0.0 for p in self.raw_model.parameters())
                 loss.backward()
-        stats[0] = stats[1:-1:3].sum()
-        grad_norm = None
-        if cfg.optim.grad_clip > 0:
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
-            if hasattr(grad_norm, "full_tensor"):
-                grad_norm = grad_norm.full_tensor()
-            stats[-1] = grad_norm.detach().to(stats.dtype)
-            finite = torch.isfinite(stats[0]) & torch.isfinite(stats[-1])
-        else:
-            finite = torch.isfinite(stats[0])
+        grad_norm = self.optimization.clip()
+        stats.close_step(grad_norm)
+        finite = torch.isfinite(stats.loss)
+        if grad_norm is not None:
+            finite = finite & torch.isfinite(stats.grad_norm)
         self.first_bad_step = torch.where(finite | torch.isfinite(self.first_bad_step), self.first_bad_step,
-                                          torch.full_like(self.first_bad_step, self.step))
+                                          torch.full_like(self.first_bad_step, state.step))
         self._check_finite()
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.window += stats
-        self.window_steps += 1
-        self.tokens += raw["input_ids"].numel()
-        self.step += 1
+        self.optimization.step()
+        state.window.add(stats)
+        state.tokens += raw["input_ids"].numel()
+        state.step += 1
 
     # logging, evaluation, checkpoints ---------------------------------------------------------------------
     def _flush_window(self, window_seconds: float, window_tokens: int) -> None:
-        if self.window_steps == 0:
+        window = self.state.window
+        if window.steps == 0:
             return
         self._check_finite(force=True)
-        sums = self.world.all_reduce_sum(self.window.clone()).cpu().tolist()
-        steps = self.window_steps
-        record: dict[str, Any] = {"step": self.step, "kind": "train", "loss": sums[0] / steps}
-        for i, term in enumerate(self.setup.terms):
-            loss_sum, correct, count = sums[1 + 3 * i:4 + 3 * i]
-            record[f"{term.name}_loss"] = loss_sum / steps
-            if count:
-                record[f"{term.name}_accuracy"] = correct / count
-        record["lr"] = self.optimizer.param_groups[0]["lr"]
+        sums = self.world.all_reduce_sum(window.values.clone()).cpu().tolist()
+        record: dict[str, Any] = {"step": self.state.step, "kind": "train", **window.record(sums, self.world.world_size)}
+        grad_norm = record.pop("grad_norm")
+        record["lr"] = self.optimization.lr
         if self.config.optim.grad_clip > 0:
-            record["grad_norm"] = sums[-1] / steps / self.world.world_size
-        record["tokens"] = self.tokens
+            record["grad_norm"] = grad_norm
+        record["tokens"] = self.state.tokens
         record["tokens_per_s"] = window_tokens / window_seconds if window_seconds > 0 else 0.0
-        record["elapsed_s"] = self.elapsed
-        self.last_train = record
+        record["elapsed_s"] = self.state.elapsed
+        self.state.last_train = record
         if self.log is not None:
             self.log.write(record)
-        self.window.zero_()
-        self.window_steps = 0
+        window.reset()
 
-    def _evaluate(self) -> None:
+    def evaluate(self) -> dict:
+        """Validation scores at this step (deterministic: the same batches, corrupted the same way); logged."""
         if self.val_loader is None:
-            return
+            return {}
         cfg = self.config
         batches = min(cfg.eval.batches, len(self.val_loader))
-        metrics = evaluate(self.raw_model, self.val_loader, self.setup.objective, self.setup.terms, self.setup.model_keys,
-                           batches, cfg.eval.seed, self.world, cfg.precision, reference=self.setup.reference)
-        self.last_eval = {"step": self.step, "kind": "eval", **metrics}
-        self.last_eval_step = self.step
+        metrics = evaluate(self.raw_model, self.val_loader, self.setup.objective, self.setup.terms,
+                           self.setup.model_keys, batches, cfg.eval.seed, self.world, cfg.precision,
+                           reference=self.setup.reference)
+        self.state.last_eval = {"step": self.state.step, "kind": "eval", **metrics}
+        self.state.last_eval_step = self.state.step
         if self.log is not None:
-            self.log.write(self.last_eval)
+            self.log.write(self.state.last_eval)
             shown = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
-            self.log.message(f"eval @ step {self.step}: {shown}")
+            self.log.message(f"eval @ step {self.state.step}: {shown}")
+        return metrics
 
-    def _save_checkpoint(self) -> None:
+    def save_checkpoint(self) -> None:
+        """Write `checkpoints/step-N/` (model, optimiser, schedule, the TrainState with every rank's RNG)."""
         self._check_finite(force=True)
         model_state, optimizer_state = full_state_dicts(self.model, self.optimizer, self.world)
-        rng = self.world.gather_rng(ckpt.local_rng_state(self.device))
+        train_state = self.state.state_dict()
+        train_state["rng"] = self.world.gather_rng(train_state["rng"])
         if self.world.is_main:
             from ..models.checkpoint import save_model
 
@@ -480,22 +503,17 @@ class Trainer:
             def write_model(folder: Path) -> None:
                 save_model(plain, folder)
 
-            trainer_state = {
-                "format_version": FORMAT_VERSION, "step": self.step, "elapsed": self.elapsed, "tokens": self.tokens,
-                "window": self.window.cpu().tolist(), "window_steps": self.window_steps,
-                "last_eval_step": self.last_eval_step,
-                "last_eval": self.last_eval, "last_train": self.last_train, "world_size": self.world.world_size,
-                "global_batch": self.config.batch.size, "loader": self.loader.state(self.step),
-            }
+            train_state["trainer"].update({"world_size": self.world.world_size, "global_batch": self.config.batch.size,
+                                           "loader": self.loader.state(self.state.step)})
+            schedule = {**self.optimization.schedule.state_dict(), "step": self.state.step,
+                        "elapsed": self.state.elapsed, "lr": self.optimization.lr}
             payload = ckpt.CheckpointPayload(
-                step=self.step, write_model=write_model, optimizer_state=optimizer_state,
-                scheduler_state={**self.schedule.state_dict(), "step": self.step, "elapsed": self.elapsed,
-                                 "lr": self.optimizer.param_groups[0]["lr"]},
-                trainer_state=trainer_state, rng_tensors=rng, rng_json=ckpt.python_rng_state(),
+                step=self.state.step, write_model=write_model, optimizer_state=optimizer_state,
+                scheduler_state=schedule, train_state=train_state,
                 config_toml=dumps_toml(resolved_config(self.config)))
             ckpt.write_checkpoint(self.checkpoints_dir, payload, self.config.checkpoint.keep)
         self.world.barrier()
-        self.last_checkpoint_step = self.step
+        self.last_checkpoint_step = self.state.step
 
     def _plain_model(self, model_state: dict | None) -> torch.nn.Module:
         """The model as one unsharded module (under FSDP: a CPU copy filled from the gathered state)."""
@@ -518,7 +536,7 @@ class Trainer:
             try:
                 plain = self._plain_model(model_state)
                 with atomic_dir(target) as tmp:
-                    save_model(plain, tmp, extra={"pretrain": {"step": self.step, "tokens": self.tokens}})
+                    save_model(plain, tmp, extra={"pretrain": {"step": self.state.step, "tokens": self.state.tokens}})
                     shutil.copyfile(self.setup.tokenizer_path if self.setup.tokenizer_path.is_file()
                                     else self.setup.tokenizer_path / "tokenizer.json", tmp / "tokenizer.json")
             except OSError as e:
@@ -529,15 +547,12 @@ class Trainer:
 
     # the run ----------------------------------------------------------------------------------------------
     def run(self) -> dict:
-        threads = torch.get_num_threads()
+        """Train until the budget is spent, evaluating and checkpointing on the way; returns the summary.
+        Closes the trainer."""
         try:
-            self._prepare()
             return self._run()
         finally:
-            if self.log is not None:
-                self.log.close()
-            close_world(self.world)
-            torch.set_num_threads(threads)  # `threads` applies to this run, not to the caller's process
+            self.close()
 
     def _announce(self) -> None:
         s, cfg, world = self.setup, self.config, self.world
@@ -566,79 +581,78 @@ class Trainer:
         return steps * self.config.batch.size * self.setup.raw_seq_len / self.loader.num_tokens
 
     def _run(self) -> dict:
-        cfg, world = self.config, self.world
+        cfg, world, state = self.config, self.world, self.state
         total = self.total_seconds if self.total_seconds is not None else self.total_steps
-        initial = self.elapsed if self.total_seconds is not None else self.step
+        initial = state.elapsed if self.total_seconds is not None else state.step
         self.log = MetricsLog(self.out_dir, enabled=world.is_main, progress=cfg.log.progress,
                               tensorboard=cfg.log.tensorboard, total=total, by_time=self.total_seconds is not None,
                               initial=initial)
         self._announce()
-        start_step = self.step
+        start_step = state.step
         window_start = time.perf_counter()
         window_tokens = 0
         wall_start = time.perf_counter()
         train_seconds = 0.0
         stopped_by = "steps"
-        while not self._finished():
+        while not self.finished():
             t0 = time.perf_counter()
-            tokens_before = self.tokens
-            self._train_step()
-            if self.device.type == "cuda" and (self.step % cfg.log.every == 0):
+            tokens_before = state.tokens
+            self.train_step()
+            if self.device.type == "cuda" and (state.step % cfg.log.every == 0):
                 torch.cuda.synchronize(self.device)
             dt = time.perf_counter() - t0
-            self.elapsed += dt
+            state.elapsed += dt
             if self.total_seconds is not None:  # one clock for all ranks: they must stop at the same step
-                self.elapsed = world.broadcast_float(self.elapsed)
+                state.elapsed = world.broadcast_float(state.elapsed)
             train_seconds += dt
-            window_tokens += self.tokens - tokens_before
-            finished = self._finished()
-            if self.step % cfg.log.every == 0 or finished:
+            window_tokens += state.tokens - tokens_before
+            finished = self.finished()
+            if state.step % cfg.log.every == 0 or finished:
                 self._flush_window(time.perf_counter() - window_start, window_tokens)
                 window_start, window_tokens = time.perf_counter(), 0
             if self.log is not None:
                 postfix = {}
-                if self.last_train:
-                    postfix["loss"] = f"{self.last_train['loss']:.4f}"
-                    postfix["tok/s"] = f"{self.last_train['tokens_per_s']:.0f}"
+                if state.last_train:
+                    postfix["loss"] = f"{state.last_train['loss']:.4f}"
+                    postfix["tok/s"] = f"{state.last_train['tokens_per_s']:.0f}"
                 self.log.advance(dt if self.total_seconds is not None else 1, postfix)
-            if cfg.eval.every and self.step % cfg.eval.every == 0 and not finished:
-                self._evaluate()
-            if cfg.checkpoint.every and self.step % cfg.checkpoint.every == 0 and not finished:
-                self._save_checkpoint()
-        if self.total_seconds is not None and self.elapsed >= self.total_seconds and \
-                (self.total_steps is None or self.step < self.total_steps):
+            if cfg.eval.every and state.step % cfg.eval.every == 0 and not finished:
+                self.evaluate()
+            if cfg.checkpoint.every and state.step % cfg.checkpoint.every == 0 and not finished:
+                self.save_checkpoint()
+        if self.total_seconds is not None and state.elapsed >= self.total_seconds and \
+                (self.total_steps is None or state.step < self.total_steps):
             stopped_by = "time"
         self._flush_window(time.perf_counter() - window_start, window_tokens)
-        if cfg.eval.at_end and self.last_eval_step != self.step:
-            self._evaluate()
-        if cfg.checkpoint.final and self.last_checkpoint_step != self.step:
-            self._save_checkpoint()
+        if cfg.eval.at_end and state.last_eval_step != state.step:
+            self.evaluate()
+        if cfg.checkpoint.final and self.last_checkpoint_step != state.step:
+            self.save_checkpoint()
         model_dir = self._save_final_model()
         wall = time.perf_counter() - wall_start
-        steps_run = self.step - start_step
-        rows_per_step = cfg.batch.size
+        steps_run = state.step - start_step
         summary = {
-            "steps": self.step,
+            "steps": state.step,
             "steps_this_run": steps_run,
-            "tokens": self.tokens,
+            "tokens": state.tokens,
             "train_seconds": train_seconds,
             "wall_seconds": wall,
-            "tokens_per_s": (steps_run * rows_per_step * self.setup.raw_seq_len / train_seconds)
+            "tokens_per_s": (steps_run * cfg.batch.size * self.setup.raw_seq_len / train_seconds)
             if train_seconds > 0 else 0.0,
             "stopped_by": stopped_by,
             "batch_multiplier": self.multiplier,
             "data_tokens": self.loader.num_tokens,
-            "repetitions": self._repetitions(self.step),
+            "repetitions": self._repetitions(state.step),
             "world_size": world.world_size,
-            "final": {k: v for k, v in self.last_train.items() if k not in ("kind",)},
-            "eval": {k: v for k, v in self.last_eval.items() if k not in ("kind",)},
+            "final": {k: v for k, v in state.last_train.items() if k not in ("kind",)},
+            "eval": {k: v for k, v in state.last_eval.items() if k not in ("kind",)},
             "run_dir": str(self.out_dir),
             "model_dir": str(model_dir),
         }
         if world.is_main:
             write_json(self.out_dir / "summary.json", summary)
             eta = format_eta(wall)
-            self._message(f"done: {self.step} steps, {summary['tokens_per_s']:.0f} tokens/s, wall {eta}; "
+            self._message(f"done: {state.step} steps, {summary['tokens_per_s']:.0f} tokens/s, wall {eta}; "
                           f"model in {model_dir}")
         return summary
 
@@ -650,7 +664,7 @@ def pretrain(config: PretrainConfig, out_dir: str | Path, resume: bool = False) 
     `tokenizer.json`), `summary.json`. With `resume=True` it continues from the newest valid checkpoint.
     Under torchrun each process calls this; rank 0 writes the files.
     """
-    return Trainer(config, out_dir, resume).run()
+    return Trainer.build(config, out_dir, resume).run()
 
 
 def read_metrics(run_dir: str | Path, kind: str | None = "train") -> list[dict]:

@@ -1,14 +1,16 @@
-"""Optimisers and learning-rate schedules: AdamW (fused where PyTorch has it), LAMB, warm-up then decay.
+"""The one optimiser builder and the one learning-rate schedule, used by pretraining and fine-tuning.
 
-Weight decay skips norms and biases (BERT, ALBERT and RoBERTa all do); for LAMB the same parameters also
-skip the layer-wise trust ratio, as in ALBERT's optimiser. The schedule is a pure function of the step
-(step budget) or of the elapsed share of the time budget, so it needs no state beyond what the loop
-already saves.
+One weight-decay rule (nanoGPT's): a parameter with two or more dimensions (matrices, embeddings) decays;
+vectors (biases, normalisation weights) do not. For BERT/ALBERT/T5 this is exactly the set BERT's
+`["bias", "LayerNorm"]` name rule picks, without depending on names. For LAMB the same vectors also skip
+the layer-wise trust ratio, as in ALBERT's optimiser. The schedule is a pure function of the step (step
+budget) or of the elapsed share of the time budget, so it needs no state beyond what the loop saves.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Iterable
 
 import torch
@@ -16,18 +18,18 @@ import torch
 from .config import OptimConfig, ScheduleConfig
 
 
-def is_no_decay(name: str, param: torch.Tensor) -> bool:
-    """Biases and normalisation weights (1-D, or named *norm*) get no weight decay."""
-    return param.ndim < 2 or "norm" in name.lower()
+def decays(param: torch.Tensor) -> bool:
+    """The weight-decay rule: matrices and embeddings decay, vectors (biases, norm weights) do not."""
+    return param.dim() >= 2
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float, exclude_norm_and_bias: bool = True) -> list[dict]:
-    """Two groups, decayed and not; tied parameters appear once (named_parameters de-duplicates)."""
+    """Two groups, decayed and not; tied parameters appear once (`parameters()` de-duplicates)."""
     decay, no_decay = [], []
-    for name, param in model.named_parameters():
+    for param in model.parameters():
         if not param.requires_grad:
             continue
-        (no_decay if exclude_norm_and_bias and is_no_decay(name, param) else decay).append(param)
+        (decay if decays(param) or not exclude_norm_and_bias else no_decay).append(param)
     return [
         {"params": decay, "weight_decay": weight_decay, "adapt": True},
         {"params": no_decay, "weight_decay": 0.0, "adapt": False},
@@ -108,6 +110,7 @@ def fused_adamw_available(device: torch.device) -> bool:
 
 
 def build_optimizer(model: torch.nn.Module, config: OptimConfig, device: torch.device) -> torch.optim.Optimizer:
+    """AdamW or LAMB over `model`'s trainable parameters in the two weight-decay groups of `param_groups`."""
     groups = param_groups(model, config.weight_decay, config.exclude_norm_and_bias)
     if config.name == "lamb":
         return Lamb(groups, lr=config.lr, betas=config.betas, eps=config.eps,
@@ -157,11 +160,12 @@ class Schedule:
                 return (step + 1) / self.warmup_steps
             span = max(self.total_steps - self.warmup_steps, 1)
             decay_progress = min((step - self.warmup_steps) / span, 1.0)
+            remaining = max(self.total_steps - step, 0) / span  # one rounding: BERT's (T - s) / (T - W)
         low = cfg.min_lr_ratio
         if cfg.decay == "constant":
             return 1.0
         if cfg.decay == "linear":
-            return low + (1.0 - low) * (1.0 - decay_progress)
+            return low + (1.0 - low) * (1.0 - decay_progress if self.by_time else remaining)
         return low + (1.0 - low) * 0.5 * (1.0 + math.cos(math.pi * decay_progress))
 
     def lr(self, step: int, elapsed: float = 0.0) -> float:
@@ -177,3 +181,45 @@ class Schedule:
         return {"peak_lr": self.peak_lr, "total_steps": self.total_steps, "total_seconds": self.total_seconds,
                 "warmup_steps": self.warmup_steps, "decay": self.config.decay,
                 "min_lr_ratio": self.config.min_lr_ratio, "warmup_fraction": self.config.warmup_fraction}
+
+
+@dataclass
+class Optimization:
+    """What turns gradients into an update, for every loop: the optimiser, the schedule, clipping.
+
+    A step is `set_lr(step)` → backward passes → `clip()` → `step()`; loops put their own work (L2-SP's
+    gradient term, a finiteness check) between those calls.
+    """
+
+    optimizer: torch.optim.Optimizer
+    schedule: Schedule
+    parameters: list[torch.nn.Parameter]
+    grad_clip: float = 0.0  # max global gradient norm; 0 disables clipping
+
+    def set_lr(self, step: int, elapsed: float = 0.0) -> float:
+        return self.schedule.apply(self.optimizer, step, elapsed)
+
+    @property
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+    def clip(self) -> torch.Tensor | None:
+        """Clip the global gradient norm to `grad_clip`; the norm before clipping (a full tensor under FSDP)."""
+        if not self.grad_clip:
+            return None
+        norm = torch.nn.utils.clip_grad_norm_(self.parameters, self.grad_clip)
+        return norm.full_tensor() if hasattr(norm, "full_tensor") else norm
+
+    def step(self) -> None:
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+
+def build_optimization(model: torch.nn.Module, optim: OptimConfig, schedule: ScheduleConfig,
+                       total_steps: int | None, total_seconds: float | None = None,
+                       device: torch.device | str = "cpu") -> Optimization:
+    """The optimiser of `build_optimizer` and the `Schedule` over the budget (a time budget wins over steps)."""
+    optimizer = build_optimizer(model, optim, torch.device(device))
+    steps = total_steps if total_seconds is None else None
+    return Optimization(optimizer=optimizer, schedule=Schedule(schedule, optim.lr, steps, total_seconds),
+                        parameters=[p for p in model.parameters() if p.requires_grad], grad_clip=optim.grad_clip)
