@@ -26,6 +26,7 @@ def same(a, b):
     lambda: EncoderForPretraining(cfg(embedding_size=8, share="ffn"), "nsp"),
     lambda: EncoderForSequenceClassification(cfg(), 3),
     lambda: EncoderModel(cfg(share="all")),
+    lambda: EncoderForPretraining(cfg(norm="pre", share="all", embedding_size=8), "sop"),
     lambda: EncoderDecoderModel(EncoderDecoderConfig(vocab_size=53, d_model=16, d_kv=4, d_ff=24, num_layers=1,
                                                      num_heads=4, variant="decoder_only")),
 ])

@@ -39,12 +39,13 @@ def dense_reference(model: EncoderForPretraining, data: dict) -> torch.Tensor:
     return loss
 
 
+@pytest.mark.parametrize("norm", ["post", "pre"])
 @pytest.mark.parametrize("sentence", [None, "sop"])
 @pytest.mark.parametrize("share,embedding", [("none", None), ("all", 16), ("attention", None)])
-def test_sparse_last_layer_matches_the_dense_computation(sentence, share, embedding):
+def test_sparse_last_layer_matches_the_dense_computation(sentence, share, embedding, norm):
     config = EncoderConfig(vocab_size=97, hidden_size=32, num_layers=3, num_heads=4, intermediate_size=64,
                            embedding_size=embedding, share=share, max_positions=32, dropout=0.0,
-                           attention_dropout=0.0)
+                           attention_dropout=0.0, norm=norm)
     model = EncoderForPretraining(config, sentence_task=sentence, generator=torch.Generator().manual_seed(0))
     data = batch()
     out = model(**data)

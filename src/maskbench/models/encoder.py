@@ -1,4 +1,4 @@
-"""BERT and ALBERT as one configurable post-LN Transformer encoder.
+"""BERT and ALBERT as one configurable Transformer encoder, post-LN (BERT) or pre-LN.
 
 ALBERT differs from BERT in two switches, so one model serves both studies:
 - `embedding_size` E: tokens are embedded in E dimensions and projected to H (V·E + E·H parameters
@@ -7,6 +7,13 @@ ALBERT differs from BERT in two switches, so one model serves both studies:
 - `share`: cross-layer parameter sharing. "all" reuses one layer, "attention" / "ffn" share only that
   block. Shared blocks are stored once (one module, one tensor), so counts, optimizers and checkpoints
   see each parameter exactly once.
+
+`norm`: "post" (BERT, ALBERT) normalises after each residual sum, LN(x + f(x)); "pre" normalises each
+block's input, x + f(LN(x)), and adds one final LayerNorm after the last layer, as pre-LN Transformers
+(fairseq's `--encoder-normalize-before`, used by Wettig et al.'s DinkyTrain; HF's RobertaPreLayerNorm) do.
+The embedding LayerNorm stays in both. Each block keeps one `LayerNorm` under the same name either way
+(only where it is applied differs); pre-LN adds the encoder's own `LayerNorm` after the last layer,
+named as HF's RobertaPreLayerNorm names it.
 
 The attention runs through `scaled_dot_product_attention` unless probabilities or queries/keys are
 requested (inspection); then an explicit path computes the same thing and returns them.
@@ -29,6 +36,7 @@ from ..errors import ConfigError
 
 ACTIVATIONS = ("gelu", "gelu_new", "relu", "silu")
 SHARE_MODES = ("none", "all", "attention", "ffn")
+NORMS = ("post", "pre")
 
 
 @dataclass
@@ -50,6 +58,7 @@ class EncoderConfig:
     layer_norm_eps: float = 1e-12
     pad_id: int = 0
     initializer_range: float = 0.02
+    norm: str = "post"
 
     def __post_init__(self):
         check_range("vocab_size", self.vocab_size, 1)
@@ -67,6 +76,7 @@ class EncoderConfig:
         check_range("layer_norm_eps", self.layer_norm_eps, 0, low_open=True)
         check_range("pad_id", self.pad_id, 0, self.vocab_size - 1)
         check_range("initializer_range", self.initializer_range, 0, low_open=True)
+        check_choice("norm", self.norm, NORMS)
         if self.hidden_size % self.num_heads:
             raise ConfigError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}",
                               "num_heads")
@@ -94,7 +104,8 @@ def activation_fn(name: str):
 class EncoderOutput(NamedTuple):
     """What `EncoderModel.forward` returns; the optional fields are None unless requested.
 
-    `queries`/`keys` are per-head projections [B, heads, L, d] *before* the 1/sqrt(d) scaling.
+    `queries`/`keys` are per-head projections [B, heads, L, d] *before* the 1/sqrt(d) scaling. With pre-LN
+    the last of `hidden_states` is taken after the final LayerNorm, so it equals `last_hidden_state`.
     """
 
     last_hidden_state: torch.Tensor
@@ -133,11 +144,13 @@ class Embeddings(nn.Module):
 
 
 class SelfAttention(nn.Module):
-    """Multi-head self-attention with a fused QKV projection, output projection, residual and LayerNorm."""
+    """Multi-head self-attention with a fused QKV projection, output projection, residual and LayerNorm
+    (after the residual sum, or on the block's input with `norm = "pre"`)."""
 
     def __init__(self, config: EncoderConfig):
         super().__init__()
         h = config.hidden_size
+        self.pre_norm = config.norm == "pre"
         self.num_heads = config.num_heads
         self.head_dim = config.head_dim
         self.qkv = nn.Linear(h, 3 * h)
@@ -156,7 +169,8 @@ class SelfAttention(nn.Module):
         if rows is not None:
             return self._forward_rows(x, mask, rows), None, None, None
         b, length, h = x.shape
-        qkv = self.qkv(x).view(b, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        qkv = self.qkv(self.LayerNorm(x) if self.pre_norm else x)
+        qkv = qkv.view(b, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)
         drop = self.attention_dropout if self.training else 0.0
         probs = None
@@ -169,8 +183,11 @@ class SelfAttention(nn.Module):
         else:
             context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
         context = context.transpose(1, 2).reshape(b, length, h)
-        out = self.LayerNorm(x + self.dropout(self.output(context)))
-        return out, probs, q, k
+        return self._residual(x, context), probs, q, k
+
+    def _residual(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        out = x + self.dropout(self.output(context))
+        return out if self.pre_norm else self.LayerNorm(out)
 
     def _forward_rows(self, x: torch.Tensor, mask: torch.Tensor | None, rows: torch.Tensor) -> torch.Tensor:
         """The layer at some positions only. Each sequence's queries are packed into a [B, width] block
@@ -179,10 +196,11 @@ class SelfAttention(nn.Module):
         b, length, h = x.shape
         heads, d = self.num_heads, self.head_dim
         weight, bias = self.qkv.weight, self.qkv.bias
-        kv = F.linear(x, weight[h:], bias[h:]).view(b, length, 2, heads, d).permute(2, 0, 3, 1, 4)
+        normed = self.LayerNorm(x) if self.pre_norm else x
+        kv = F.linear(normed, weight[h:], bias[h:]).view(b, length, 2, heads, d).permute(2, 0, 3, 1, 4)
         k, v = kv.unbind(0)
         x_rows = x.reshape(b * length, h).index_select(0, rows)
-        q_rows = F.linear(x_rows, weight[:h], bias[:h])
+        q_rows = F.linear(normed.reshape(b * length, h).index_select(0, rows), weight[:h], bias[:h])
         sequence = torch.div(rows, length, rounding_mode="floor")
         counts = torch.bincount(sequence, minlength=b)
         width = int(counts.max()) if rows.numel() else 1
@@ -192,14 +210,15 @@ class SelfAttention(nn.Module):
         drop = self.attention_dropout if self.training else 0.0
         context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
         context = context.transpose(1, 2).reshape(b * width, h).index_select(0, slot)
-        return self.LayerNorm(x_rows + self.dropout(self.output(context)))
+        return self._residual(x_rows, context)
 
 
 class FeedForward(nn.Module):
-    """Position-wise H→I→H feed-forward with residual and LayerNorm."""
+    """Position-wise H→I→H feed-forward with residual and LayerNorm (post- or pre-LN as the attention)."""
 
     def __init__(self, config: EncoderConfig):
         super().__init__()
+        self.pre_norm = config.norm == "pre"
         self.intermediate = nn.Linear(config.hidden_size, config.intermediate_size)
         self.output = nn.Linear(config.intermediate_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
@@ -207,6 +226,8 @@ class FeedForward(nn.Module):
         self.act = activation_fn(config.activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pre_norm:
+            return x + self.dropout(self.output(self.act(self.intermediate(self.LayerNorm(x)))))
         return self.LayerNorm(x + self.dropout(self.output(self.act(self.intermediate(x)))))
 
 
@@ -238,7 +259,8 @@ def padding_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
 
 
 class EncoderModel(nn.Module):
-    """The encoder: embeddings, L post-LN layers (with optional cross-layer sharing) and the [CLS] pooler."""
+    """The encoder: embeddings, L post- or pre-LN layers (with optional cross-layer sharing), the final
+    LayerNorm of pre-LN, and the [CLS] pooler."""
 
     def __init__(self, config: EncoderConfig, generator: torch.Generator | None = None):
         super().__init__()
@@ -248,6 +270,8 @@ class EncoderModel(nn.Module):
         n_ffn = 1 if config.share in ("all", "ffn") else config.num_layers
         self.attention = nn.ModuleList(SelfAttention(config) for _ in range(n_attention))
         self.ffn = nn.ModuleList(FeedForward(config) for _ in range(n_ffn))
+        pre = config.norm == "pre"
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps) if pre else None
         self.pooler = nn.Linear(config.hidden_size, config.hidden_size)
         init_weights(self, config.initializer_range, generator)
 
@@ -281,6 +305,8 @@ class EncoderModel(nn.Module):
             attention, ffn = self.layer_blocks(i)
             x, probs, q, k = attention(x, mask, explicit, rows=final_rows if i == last else None)
             x = ffn(x)
+            if i == last and self.LayerNorm is not None:
+                x = self.LayerNorm(x)
             if output_attentions:
                 attentions.append(probs)
             if output_qk:

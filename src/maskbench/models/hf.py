@@ -263,6 +263,9 @@ def _export_encoder(model, transformers):
     from .heads import EncoderForPretraining, EncoderForSequenceClassification
 
     config = model.config
+    if config.norm == "pre":
+        raise CheckpointError("pre-LN encoders (model.norm = \"pre\") cannot be exported yet: Hugging Face BERT and "
+                              "ALBERT are post-LN; keep the maskbench model folder")
     if config.share in ("attention", "ffn"):
         raise CheckpointError(f"share='{config.share}' cannot be exported: Hugging Face ALBERT shares whole layers "
                               "only (share='all' or 'none')")
