@@ -89,6 +89,68 @@ def _segments(batch, row):
     return ids[1:seps[0]].tolist(), ids[seps[0] + 1:seps[1]].tolist(), seps
 
 
+def reference_chunks(sentence_lengths: list[int], target_seq_length: int) -> list[tuple[int, int]]:
+    """Port of the chunking loop of google-research/albert `create_instances_from_document` (the same as
+    BERT's), for a fixed target: (first sentence, end sentence) of every chunk."""
+    chunks, current_chunk, current_length, i = [], [], 0, 0
+    while i < len(sentence_lengths):
+        current_chunk.append(i)
+        current_length += sentence_lengths[i]
+        if i == len(sentence_lengths) - 1 or current_length >= target_seq_length:
+            if current_chunk:
+                chunks.append((current_chunk[0], current_chunk[-1] + 1))
+            current_chunk, current_length = [], 0
+        i += 1
+    return chunks
+
+
+def reference_truncate_seq_pair(tokens_a: list, tokens_b: list, max_num_tokens: int, rng) -> None:
+    """Port of the reference's `truncate_seq_pair`."""
+    while True:
+        total_length = len(tokens_a) + len(tokens_b)
+        if total_length <= max_num_tokens:
+            break
+        trunc_tokens = tokens_a if len(tokens_a) > len(tokens_b) else tokens_b
+        if rng.random() < 0.5:
+            del trunc_tokens[0]
+        else:
+            trunc_tokens.pop()
+
+
+@pytest.mark.parametrize("pairs", ["nsp", "sop"])
+def test_chunks_are_the_references_whole_sentence_chunks(shards, pairs):
+    batches = PretrainBatches(shards, "train", batch_size=8, seq_len=48, seed=5, pairs=pairs)
+    arrays = shards.split("train")
+    offsets = np.asarray(arrays.sentence_offsets)
+    expected = []
+    for doc in range(arrays.num_documents):
+        first, last = batches._doc_first_sentence[doc], batches._doc_last_sentence[doc] + 1
+        lengths = np.diff(offsets[first:last + 1]).tolist()
+        expected += [(doc, first + a, first + b) for a, b in reference_chunks(lengths, int(batches.doc_targets[doc]))]
+    got = sorted(zip(batches.window_docs.tolist(), batches.window_first_sentence.tolist(),
+                     batches.window_end_sentence.tolist()))
+    assert got == sorted(expected)
+    # short_seq_prob: about 10% of the documents get a shorter target, uniform in [2, seq_len - 3]
+    targets = batches.doc_targets
+    share = float(np.mean(targets < 45))
+    assert abs(share - 0.1) < 4 * np.sqrt(0.09 / len(targets)) and targets.min() >= 2
+    none = PretrainBatches(shards, "train", batch_size=8, seq_len=48, seed=5, pairs=pairs, short_seq_prob=0.0)
+    assert (none.doc_targets == 45).all()
+
+
+@settings(max_examples=200, deadline=None)
+@given(len1=st.integers(1, 60), len2=st.integers(1, 60), limit=st.integers(2, 70))
+def test_truncation_counts_match_the_references_truncate_seq_pair(len1, len2, limit):
+    import random
+
+    from maskbench.data.loader import truncation
+
+    a, b = list(range(len1)), list(range(len2))
+    reference_truncate_seq_pair(a, b, limit, random.Random(len1 * 1000 + len2))
+    trim1, trim2 = truncation(np.array([len1]), np.array([len2]), limit)
+    assert (len1 - int(trim1[0]), len2 - int(trim2[0])) == (len(a), len(b))
+
+
 @pytest.mark.parametrize("pairs", ["nsp", "sop"])
 def test_pair_labels_match_the_segments(shards, pairs):
     batches = PretrainBatches(shards, "train", batch_size=64, seq_len=64, seed=11, pairs=pairs)
@@ -101,27 +163,33 @@ def test_pair_labels_match_the_segments(shards, pairs):
     batch = batches.get(2)
     labels = batch["sentence_label"].tolist()
     assert 15 < sum(labels) < 49  # about half
+
+    def starts_sentence(i):
+        return i == 0 or sentence_ids[i] != sentence_ids[i - 1]
+
     for row, label in enumerate(labels):
         a, b, seps = _segments(batch, row)
         s1, n1, s2, n2 = (int(fields[k][row]) for k in ("start1", "len1", "start2", "len2"))
         assert a == tokens[s1:s1 + n1].tolist() and b == tokens[s2:s2 + n2].tolist()
+        assert n1 >= 1 and n2 >= 1 and n1 + n2 <= 61  # truncate_seq_pair
         types = batch["token_type_ids"][row]
         assert types[:seps[0] + 1].eq(0).all() and types[seps[0] + 1:seps[1] + 1].eq(1).all()
-        if pairs == "nsp":
-            if label == 0:
-                assert s2 == s1 + n1 and doc_ids[s1] == doc_ids[s2]
-            else:
-                assert doc_ids[s2] != doc_ids[s1]
-                assert s2 == 0 or sentence_ids[s2] != sentence_ids[s2 - 1]  # starts at a sentence
-        else:
-            first, second = (s1, s2) if label == 0 else (s2, s1)
-            first_len = n1 if label == 0 else n2
-            assert second == first + first_len and doc_ids[first] == doc_ids[second]
-        # A/B cut at a sentence boundary whenever the chunk holds more than one sentence
-        start, end = batches.window_starts[windows[row]], batches.window_ends[windows[row]]
-        if len(set(sentence_ids[start:end])) > 1:
-            cut = s1 + n1 if (pairs == "nsp" or label == 0) else s2 + n2
-            assert sentence_ids[cut] != sentence_ids[cut - 1]
+        a0, an, b0, bn = (int(fields[k][row]) for k in ("a_start", "a_len", "b_start", "b_len"))
+        window = windows[row]
+        single = batches.window_end_sentence[window] - batches.window_first_sentence[window] == 1
+        # A is whole sentences from the chunk's start; B begins at a sentence start
+        assert a0 == batches.window_starts[window] and starts_sentence(a0) and starts_sentence(b0)
+        assert starts_sentence(a0 + an) or a0 + an == len(tokens)
+        random_b = doc_ids[b0] != doc_ids[a0] or (label == 1 and (pairs == "nsp" or single))
+        if pairs == "nsp" or single:
+            assert bool(random_b) == bool(label)
+        if not random_b:
+            assert b0 == a0 + an and doc_ids[a0] == doc_ids[b0]
+            assert b0 + bn == batches.window_ends[window]
+        # the laid-out segments are the (maybe swapped) pieces, cut by truncation only
+        first, second = ((b0, bn), (a0, an)) if (pairs == "sop" and label == 1 and not single) else ((a0, an), (b0, bn))
+        assert first[0] <= s1 and s1 + n1 <= first[0] + first[1]
+        assert second[0] <= s2 and s2 + n2 <= second[0] + second[1]
 
 
 def test_raw_windows_for_t5(shards):

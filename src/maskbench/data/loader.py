@@ -12,16 +12,18 @@ Windows:
   `seq_len - 2` tokens (documents are packed back to back, as in RoBERTa's FULL-SENTENCES), then laid out
   as `[CLS] window [SEP] [PAD]...`;
 - raw windows (`add_special=False`, for the T5 objectives): consecutive windows of exactly `seq_len` tokens;
-- sentence pairs (`pairs="nsp"|"sop"`): each document is cut into near-equal chunks of at most
-  `seq_len - 3` tokens; a chunk is split into A and B at a random sentence boundary inside it (at a random
-  token when it holds a single sentence). NSP: with probability 1/2 B is replaced by a segment starting at
-  a random sentence of another document (label 1 = random next). SOP: with probability 1/2 A and B are
-  swapped (label 1 = swapped). Layout `[CLS] A [SEP] B [SEP]`, token_type_ids 0 for `[CLS] A [SEP]`, 1 after.
-
-`max_tokens = N` keeps only the first N tokens of the split, in the order the shards store them (documents in
-the order `maskbench prepare` read them: input files in the order given, documents in file order); the
-window containing token N is cut there and later windows are dropped. This is the T5 study's data-size
-knob (Raffel et al. Table 9): a fixed step budget then repeats the data steps·batch·seq / N times.
+- sentence pairs (`pairs="nsp"|"sop"`), as BERT's and ALBERT's `create_instances_from_document`: each
+  document gets a target length, `seq_len - 3` tokens or, with probability `short_seq_prob` (0.1 as the
+  reference), a uniform integer in [2, seq_len - 3]; its sentences are gathered into chunks that end at a
+  sentence boundary once they hold the target (or at the document's end). A chunk of several sentences is
+  split into A and B at a random sentence boundary (`a_end` uniform in 1..sentences - 1). SOP: with
+  probability 1/2 A and B are swapped (label 1 = swapped). NSP: with probability 1/2 B is replaced by
+  sentences of another document from a random sentence on, up to the target (label 1 = random next). A
+  chunk of one sentence gets such a random B in both tasks (label 1), as the reference does. The pair is
+  then cut to `seq_len - 3` tokens as the reference's `truncate_seq_pair`: a token at a time from the
+  longer segment (B on ties), from its front or back with probability 1/2 each. Not reproduced: NSP's
+  "put back" of the unused sentences of a random-next chunk (chunks here are fixed once per loader).
+  Layout `[CLS] A [SEP] B [SEP]`, token_type_ids 0 for `[CLS] A [SEP]`, 1 after.
 """
 
 from __future__ import annotations
@@ -53,6 +55,18 @@ def _load_torch():
 _torch, _Dataset = _load_torch()
 
 
+def truncation(len1: np.ndarray, len2: np.ndarray, max_tokens: int) -> tuple[np.ndarray, np.ndarray]:
+    """Tokens the reference's `truncate_seq_pair` removes from each segment: one at a time from the longer
+    (the second on ties) until the pair fits in `max_tokens`."""
+    excess = np.maximum(len1 + len2 - max_tokens, 0)
+    gap = len1 - len2
+    within = excess <= np.abs(gap)
+    rest = excess - np.abs(gap)
+    trim1 = np.where(within, np.where(gap > 0, excess, 0), np.maximum(gap, 0) + rest // 2)
+    trim2 = np.where(within, np.where(gap > 0, 0, excess), np.maximum(-gap, 0) + rest - rest // 2)
+    return trim1, trim2
+
+
 class PretrainBatches(_Dataset):
     """Batches of a shard split; `get(index)` for any index >= 0 (wrapping epochs), `len()` per epoch.
 
@@ -62,7 +76,7 @@ class PretrainBatches(_Dataset):
 
     def __init__(self, shards_dir: str | Path | Shards, split: str = "train", batch_size: int = 32,
                  seq_len: int = 128, seed: int = 0, pairs: str | None = None, add_special: bool = True,
-                 rank: int = 0, world_size: int = 1, max_tokens: int | None = None):
+                 rank: int = 0, world_size: int = 1, max_tokens: int | None = None, short_seq_prob: float = 0.1):
         if pairs not in PAIR_TASKS:
             raise ConfigError(f"must be one of none, nsp, sop, got {pairs!r}", "pairs")
         if pairs is not None and not add_special:
@@ -75,6 +89,8 @@ class PretrainBatches(_Dataset):
             raise ConfigError(f"rank {rank} is outside 0..{world_size - 1}", "rank")
         if seed < 0:
             raise ConfigError(f"must be >= 0, got {seed}", "seed")
+        if not 0.0 <= short_seq_prob <= 1.0:
+            raise ConfigError(f"must be in [0, 1], got {short_seq_prob}", "short_seq_prob")
         if max_tokens is not None and max_tokens < 1:
             raise ConfigError(f"must be >= 1, got {max_tokens}", "max_tokens")
         if max_tokens is not None and pairs is not None:
@@ -90,6 +106,7 @@ class PretrainBatches(_Dataset):
         self.add_special = add_special
         self.rank = rank
         self.world_size = world_size
+        self.short_seq_prob = float(short_seq_prob)
         self.global_batch_size = batch_size * world_size
         self.special = self.shards.special_ids()
         self._perm_epoch = -1
@@ -105,26 +122,44 @@ class PretrainBatches(_Dataset):
             self.window_ends = np.minimum(self.window_starts + width, n)
             self.window_docs = None
         else:
-            self.window_starts, self.window_ends, self.window_docs = self._pair_chunks(seq_len - 3)
+            self._sentence_offsets = np.asarray(self.data.sentence_offsets, dtype=np.int64)
+            self._doc_first_sentence = np.searchsorted(self._sentence_offsets, self.data.doc_offsets[:-1])
+            self._doc_last_sentence = np.searchsorted(self._sentence_offsets, self.data.doc_offsets[1:]) - 1
+            self._sentence_chunks(seq_len - 3)
             if len(self.window_starts) == 0:
-                raise DataError(f"split '{split}' has no document of 2 or more tokens; sentence pairs need them")
-            self._doc_first_sentence = np.searchsorted(self.data.sentence_offsets, self.data.doc_offsets[:-1])
-            self._doc_last_sentence = np.searchsorted(self.data.sentence_offsets, self.data.doc_offsets[1:]) - 1
+                raise DataError(f"split '{split}' has no document with a token; sentence pairs need them")
         self.num_windows = len(self.window_starts)
 
-    def _pair_chunks(self, width: int):
-        """Cut every document into ceil(len/width) near-equal chunks; drop chunks of fewer than 2 tokens."""
-        offsets = np.asarray(self.data.doc_offsets, dtype=np.int64)
-        lengths = np.diff(offsets)
-        pieces = -(-lengths // width)
-        per_chunk = np.where(pieces > 0, -(-lengths // np.maximum(pieces, 1)), 0)
-        doc = np.repeat(np.arange(len(lengths)), pieces)
-        first_chunk = np.cumsum(pieces) - pieces
-        j = np.arange(len(doc)) - np.repeat(first_chunk, pieces)
-        starts = offsets[doc] + j * per_chunk[doc]
-        ends = np.minimum(starts + per_chunk[doc], offsets[doc + 1])
-        keep = ends - starts >= 2
-        return starts[keep], ends[keep], doc[keep]
+    def _sentence_chunks(self, max_tokens: int) -> None:
+        """Chunks of whole sentences per document, as the reference's `create_instances_from_document`:
+        sentences are added until the chunk holds the document's target length or the document ends.
+        The targets are drawn once per loader from its seed; chunks are found for all documents at once,
+        one chunk per document per step."""
+        offsets = self._sentence_offsets
+        first, last = self._doc_first_sentence, self._doc_last_sentence + 1
+        docs = np.flatnonzero(last > first)
+        rng = _seeded(self.seed, 0xC4C7)
+        short = rng.random(len(docs)) < self.short_seq_prob
+        targets = np.where(short, rng.integers(2, max(max_tokens, 2) + 1, len(docs)), max_tokens)
+        chunk_doc, chunk_first, chunk_end, chunk_target = [], [], [], []
+        current, active = first[docs].copy(), np.arange(len(docs))
+        while len(active):
+            start = current[active]
+            end = np.searchsorted(offsets, offsets[start] + targets[active], side="left")
+            end = np.clip(end, start + 1, last[docs[active]])
+            chunk_doc.append(docs[active])
+            chunk_first.append(start)
+            chunk_end.append(end)
+            chunk_target.append(targets[active])
+            current[active] = end
+            active = active[end < last[docs[active]]]
+        join = (lambda parts: np.concatenate(parts)) if chunk_doc else (lambda parts: np.zeros(0, dtype=np.int64))
+        self.window_docs, self.window_first_sentence = join(chunk_doc), join(chunk_first)
+        self.window_end_sentence, self.window_targets = join(chunk_end), join(chunk_target)
+        self.window_starts = offsets[self.window_first_sentence]
+        self.window_ends = offsets[self.window_end_sentence]
+        self.doc_targets = np.full(self.data.num_documents, max_tokens, dtype=np.int64)
+        self.doc_targets[docs] = targets
 
     def __len__(self) -> int:
         return -(-self.num_windows // self.global_batch_size)
@@ -183,54 +218,45 @@ class PretrainBatches(_Dataset):
         return batch
 
     def _pair_fields(self, windows: np.ndarray, rng: np.random.Generator) -> dict:
-        """Segment starts/lengths and labels for every row of the global batch (drawn before rank slicing)."""
+        """Segment starts/lengths and labels for every row of the global batch (drawn before rank slicing);
+        `a_*`/`b_*` hold the segments before `truncate_seq_pair`, `start1`... the laid-out, truncated ones."""
         rows = len(windows)
-        width = self.seq_len - 3
-        starts = self.window_starts[windows]
-        lengths = self.window_ends[windows] - starts
+        offsets = self._sentence_offsets
         coin = rng.random(rows) < 0.5
-        scores = rng.random((rows, width))
-        fallback = rng.random(rows)
+        split_draw = rng.random(rows)
         other_doc = rng.random(rows)
         other_sentence = rng.random(rows)
-
-        columns = np.arange(width)
-        inside = columns[None, :] < lengths[:, None]
-        positions = np.where(inside, starts[:, None] + columns[None, :], 0)
-        sentence = np.asarray(self.data.sentence_ids[positions.ravel()]).reshape(rows, width)
-        boundary = inside.copy()
-        boundary[:, 0] = False
-        boundary[:, 1:] &= sentence[:, 1:] != sentence[:, :-1]
-        has_boundary = boundary.any(axis=1)
-        cut_at_boundary = np.argmax(np.where(boundary, scores, -1.0), axis=1)
-        cut_anywhere = 1 + np.floor(fallback * (lengths - 1)).astype(np.int64)
-        len_a = np.where(has_boundary, cut_at_boundary, cut_anywhere).astype(np.int64)
-        len_b = lengths - len_a
-        start_b = starts + len_a
-
-        if self.pairs == "nsp":
-            docs = self.window_docs[windows]
-            n_docs = self.data.num_documents
-            if n_docs > 1:
-                shift = 1 + np.floor(other_doc * (n_docs - 1)).astype(np.int64)
-                random_doc = (docs + shift) % n_docs
-            else:
-                random_doc = docs
-            first = self._doc_first_sentence[random_doc]
-            last = self._doc_last_sentence[random_doc]
-            sentence_pick = first + np.floor(other_sentence * (last - first + 1)).astype(np.int64)
-            random_start = np.asarray(self.data.sentence_offsets[sentence_pick], dtype=np.int64)
-            random_end = np.asarray(self.data.doc_offsets[random_doc + 1], dtype=np.int64)
-            random_len = np.maximum(np.minimum(len_b, random_end - random_start), 1)
-            start2 = np.where(coin, random_start, start_b)
-            len2 = np.where(coin, random_len, len_b)
-            start1, len1 = starts, len_a
-        else:  # sop
-            start1 = np.where(coin, start_b, starts)
-            len1 = np.where(coin, len_b, len_a)
-            start2 = np.where(coin, starts, start_b)
-            len2 = np.where(coin, len_a, len_b)
-        return {"start1": start1, "len1": len1, "start2": start2, "len2": len2, "label": coin.astype(np.int64)}
+        first = self.window_first_sentence[windows]
+        count = self.window_end_sentence[windows] - first
+        single = count == 1
+        a_end = first + 1 + np.floor(split_draw * np.maximum(count - 1, 1)).astype(np.int64)
+        a_end = np.where(single, first + 1, a_end)
+        a_start, a_len = offsets[first], offsets[a_end] - offsets[first]
+        b_start, b_len = offsets[a_end], offsets[first + count] - offsets[a_end]
+        random_b = single | (coin if self.pairs == "nsp" else False)
+        # a random B: another document's sentences from a random one on, until B reaches target - len(A)
+        docs = self.window_docs[windows]
+        n_docs = self.data.num_documents
+        shift = 1 + np.floor(other_doc * max(n_docs - 1, 1)).astype(np.int64)
+        random_doc = (docs + shift) % n_docs if n_docs > 1 else docs
+        lo, hi = self._doc_first_sentence[random_doc], self._doc_last_sentence[random_doc] + 1
+        usable = hi > lo
+        random_doc = np.where(usable, random_doc, docs)
+        lo, hi = self._doc_first_sentence[random_doc], self._doc_last_sentence[random_doc] + 1
+        pick = lo + np.floor(other_sentence * (hi - lo)).astype(np.int64)
+        want = np.maximum(self.window_targets[windows] - a_len, 1)
+        stop = np.clip(np.searchsorted(offsets, offsets[pick] + want, side="left"), pick + 1, hi)
+        b_start = np.where(random_b, offsets[pick], b_start)
+        b_len = np.where(random_b, offsets[stop] - offsets[pick], b_len)
+        swapped = (coin & ~single) if self.pairs == "sop" else np.zeros(rows, dtype=np.bool_)
+        label = random_b if self.pairs == "nsp" else (swapped | single)
+        start1, len1 = np.where(swapped, b_start, a_start), np.where(swapped, b_len, a_len)
+        start2, len2 = np.where(swapped, a_start, b_start), np.where(swapped, a_len, b_len)
+        trim1, trim2 = truncation(len1, len2, self.seq_len - 3)
+        front1, front2 = rng.binomial(trim1, 0.5), rng.binomial(trim2, 0.5)
+        return {"start1": start1 + front1, "len1": len1 - trim1, "start2": start2 + front2, "len2": len2 - trim2,
+                "label": label.astype(np.int64), "a_start": a_start, "a_len": a_len, "b_start": b_start,
+                "b_len": b_len}
 
     def _layout(self, start1, len1, start2, len2, pair: bool) -> dict:
         """`[CLS] seg1 [SEP] (seg2 [SEP]) [PAD]...` by one vectorised gather from the memory maps."""
