@@ -26,8 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ..errors import MaskbenchError
 from ..io import read_json, write_json
 from .spec import Cell, config_hash
+
+INDEX = "experiment.json"  # the experiment folder's index: spec, cells, status
 
 DONE = "done.json"
 FAILED = "failed.json"
@@ -252,3 +255,11 @@ def cell_record(cell: Cell, instances: list[tuple[str, str]], records: dict[tupl
         stages.append(entry)
     return {"id": cell.id, "label": cell.label, "labels": cell.labels, "assignment": cell.assignment,
             "series": cell.series, "status": status, "error": error, "stages": stages, "config": cell.config}
+
+
+def load_index(out_dir: str | os.PathLike) -> dict:
+    """The experiment index (`experiment.json`) of an experiment folder."""
+    path = Path(out_dir) / INDEX
+    if not path.is_file():
+        raise MaskbenchError(f"{out_dir} is not an experiment folder (no {INDEX}); run `maskbench experiment run` first")
+    return read_json(path)

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from ..config import dumps_toml
-from ..io import read_json, write_json, write_text
-from .cells import StageDef, StageRun, StageStore, cell_record, execute, plan
+from ..io import write_json, write_text
+from .cells import INDEX, StageDef, StageRun, StageStore, cell_record, execute, plan
+from .report import write_report
 from .spec import Cell, ExperimentSpec, load_spec
 
-INDEX = "experiment.json"
 
 
 def machine_info() -> dict:
@@ -149,8 +149,6 @@ def run_experiment(spec: ExperimentSpec | str | Path | dict, out_dir: str | os.P
                        else "interrupted", records=records, per_cell=per_cell)
         write_json(out / INDEX, index)
     if report:
-        from .report import write_report
-
         paths = write_report(out)
         index["report"] = {k: str(v) for k, v in paths.items()}
     return index
@@ -283,12 +281,3 @@ def _index(spec: ExperimentSpec, scale: str, cells: list[Cell], jobs: int, start
         index["failed_cells"] = [cid for cid, inst in (per_cell or {}).items()
                                  if any(records.get(i, {}).get("status") == "failed" for i in inst)]
     return index
-
-
-def load_index(out_dir: str | os.PathLike) -> dict:
-    path = Path(out_dir) / INDEX
-    if not path.is_file():
-        from ..errors import MaskbenchError
-
-        raise MaskbenchError(f"{out_dir} is not an experiment folder (no {INDEX}); run `maskbench experiment run` first")
-    return read_json(path)

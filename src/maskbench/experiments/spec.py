@@ -73,7 +73,7 @@ class AxisSpec:
         out = []
         for i, combo in enumerate(combos):
             assignment = dict(zip(keys, combo))
-            label = self.labels[i] if self.labels else ", ".join(_format_value(v) for v in combo)
+            label = self.labels[i] if self.labels else ", ".join(format_value(v) for v in combo)
             out.append((label, assignment))
         return out
 
@@ -258,11 +258,11 @@ def _rescaled(axis: AxisSpec, values: dict[str, list] | None) -> AxisSpec:
     return AxisSpec(values=merged, kind=axis.kind, name=axis.name, labels=labels)
 
 
-def _format_value(value: Any) -> str:
+def format_value(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     if isinstance(value, (list, tuple)):
-        return "/".join(_format_value(v) for v in value)
+        return "/".join(format_value(v) for v in value)
     return str(value)
 
 

@@ -1,0 +1,130 @@
+"""A paper's claims checked against the results: both sides of a comparison, a paired test over seeds,
+a verdict (agrees / disagrees / inconclusive / no data) and the sentence that explains it."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from scipy import stats
+
+from ..spec import ClaimSpec, get_dotted
+from .collect import CellResult, Results, cell_scores
+from .stats import fmt_num, fmt_params
+
+@dataclass
+class Verdict:
+    claim: ClaimSpec
+    verdict: str  # agrees | disagrees | inconclusive | no data
+    detail: str
+    better_mean: float | None = None
+    worse_mean: float | None = None
+
+
+def _matches(cell: CellResult, selector: dict[str, Any]) -> bool:
+    for key, want in selector.items():
+        have = cell.assignment.get(key, get_dotted(cell.config, key))
+        if isinstance(want, float) or isinstance(have, float):
+            try:
+                if not math.isclose(float(have), float(want), rel_tol=1e-9, abs_tol=1e-12):
+                    return False
+            except (TypeError, ValueError):
+                return False
+        elif have != want:
+            return False
+    return True
+
+
+def _cells_for(results: Results, claim: ClaimSpec, selector: dict) -> list[CellResult]:
+    return [c for c in results.cells if c.status != "failed" and _matches(c, selector)
+            and (claim.series is None or claim.series in c.series)]
+
+
+def _metric_values(cells: list[CellResult], claim: ClaimSpec, method: str | None) -> dict[tuple, float]:
+    """Values keyed so both sides of a claim pair up: by (task, method, seed) when cells are compared
+    (averaged over the cells a selector matches), by (cell, task, seed) when methods are compared."""
+    groups: dict[tuple, list[float]] = defaultdict(list)
+    for cell in cells:
+        if claim.metric == "score":
+            for (task, m, seed), score in cell_scores(cell, claim.task, method or claim.method).items():
+                key = (cell.id, task, seed) if claim.better_method else (task, m, seed)
+                groups[key].append(score)
+        elif claim.metric == "parameters":
+            if isinstance(cell.pretrain.get("parameters"), (int, float)):
+                groups[(cell.id,)].append(float(cell.pretrain["parameters"]))
+        elif claim.metric.startswith("probe."):
+            accuracies = cell.probes.get(claim.metric.split(".", 1)[1])
+            if accuracies:
+                groups[(cell.id,)].append(max(accuracies))  # the best layer
+        elif claim.metric.startswith("pretrain."):
+            value = get_dotted(cell.pretrain, claim.metric.split(".", 1)[1])
+            if isinstance(value, (int, float)) and math.isfinite(value):
+                groups[(cell.id,)].append(float(value))
+    return {key: statistics.fmean(values) for key, values in groups.items()}
+
+
+def evaluate_claim(results: Results, claim: ClaimSpec) -> Verdict:
+    """Compare the two sides of a claim on the results: mean difference and a paired test over seeds."""
+    from scipy import stats
+
+    better_cells = _cells_for(results, claim, claim.better)
+    worse_cells = _cells_for(results, claim, claim.worse)
+    better = _metric_values(better_cells, claim, claim.better_method)
+    worse = _metric_values(worse_cells, claim, claim.worse_method)
+    if not better or not worse:
+        side = "the better side" if not better else "the worse side"
+        return Verdict(claim, "no data", f"no finished results for {side} of the comparison")
+    sign = -1.0 if claim.lower_is_better else 1.0
+    paired = sorted(set(better) & set(worse))
+    if paired and claim.metric == "score":
+        a = [better[k] for k in paired]
+        b = [worse[k] for k in paired]
+        same = "cell, task and seed" if claim.better_method else "task, method and seed"
+        how = f"paired over {len(paired)} runs with the same {same}"
+    else:
+        a, b = list(better.values()), list(worse.values())
+        how = f"{len(a)} vs {len(b)} cells"
+    mean_a, mean_b = statistics.fmean(a), statistics.fmean(b)
+    diff = sign * (mean_a - mean_b)
+    p = math.nan
+    if claim.metric == "score" and len(a) >= 2 and len(b) >= 2:
+        diffs = [x - y for x, y in zip(a, b)] if paired else None
+        if diffs is not None and max(diffs) - min(diffs) > 1e-12:
+            p = float(stats.ttest_rel(a, b).pvalue)
+        elif diffs is not None:  # the same difference on every seed: no noise at all
+            p = 0.0 if abs(diffs[0]) > 1e-12 else 1.0
+        elif diffs is None and (statistics.pvariance(a) > 0 or statistics.pvariance(b) > 0):
+            p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    unit = 100.0 if claim.metric == "score" or claim.metric.startswith("probe.") else 1.0
+    fmt = fmt_params if claim.metric == "parameters" else fmt_num
+    shown = (f"{fmt(mean_a * unit)} vs {fmt(mean_b * unit)} "
+             f"(difference {fmt((mean_a - mean_b) * unit, signed=True)}; {how}"
+             + (f"; p = {p:.3g}" if not math.isnan(p) else "") + ")")
+    if claim.metric == "score":
+        significant = not math.isnan(p) and p < 0.05
+    elif claim.metric == "parameters":
+        significant = True  # exact arithmetic, no noise
+    else:  # one run per cell: differences within the claim's tolerance count as noise
+        significant = abs(mean_a - mean_b) > claim.tolerance
+        shown += f"; one run per cell, differences within ±{fmt_num(claim.tolerance * unit)} count as noise"
+    if claim.kind == "similar":
+        close = abs(mean_a - mean_b) <= claim.tolerance
+        if close or (not math.isnan(p) and p >= 0.05):
+            verdict = "agrees"
+        else:
+            verdict = "disagrees" if significant else "inconclusive"
+    elif diff > 0:
+        verdict = "agrees" if significant else "inconclusive"
+        if verdict == "inconclusive":
+            shown += " — same direction as the claim, but within seed noise at this scale"
+    elif diff < 0:
+        verdict = "disagrees" if significant else "inconclusive"
+        if verdict == "inconclusive":
+            shown += " — opposite direction to the claim, within seed noise at this scale"
+    else:
+        verdict = "inconclusive"
+        shown += " — no difference"
+    return Verdict(claim, verdict, shown, mean_a, mean_b)
