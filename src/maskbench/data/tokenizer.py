@@ -26,7 +26,7 @@ KINDS = ("wordpiece", "unigram", "bpe")
 MIN_VOCAB_SIZE = len(SPECIAL_TOKENS) + 16
 
 # Other spellings of the five core tokens, so RoBERTa/T5-style tokenizer.json files load too.
-_ALIASES = {
+SPECIAL_ALIASES = {
     "pad": ("[PAD]", "<pad>"),
     "unk": ("[UNK]", "<unk>"),
     "cls": ("[CLS]", "<s>", "<cls>"),
@@ -330,14 +330,14 @@ def load_tokenizer(path: str | Path, lowercase: bool | None = None):
 def special_ids(tokenizer) -> SpecialIds:
     """Ids of the special tokens, found by name (`[PAD]` or `<pad>` etc.); sentinels in order, if present."""
     found = {}
-    for role, names in _ALIASES.items():
+    for role, names in SPECIAL_ALIASES.items():
         for name in names:
             idx = tokenizer.token_to_id(name)
             if idx is not None:
                 found[role] = idx
                 break
         else:
-            needed = " ".join(a[0] for a in _ALIASES.values())
+            needed = " ".join(a[0] for a in SPECIAL_ALIASES.values())
             raise DataError(f"the tokenizer has no {names[0]} token; maskbench needs {needed}")
     sentinels = []
     for i in range(100):

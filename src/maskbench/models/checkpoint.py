@@ -36,10 +36,13 @@ def describe(model: nn.Module) -> dict:
     """The `config.json` content for a model: architecture name, its config and its head."""
     from .encoder import EncoderModel
     from .encoder_decoder import EncoderDecoderModel
+    from .discriminator import EncoderForTokenDetection
     from .heads import EncoderForPretraining, EncoderForSequenceClassification
 
     if isinstance(model, EncoderForPretraining):
         head = {"type": "pretraining", "sentence_task": model.sentence_task}
+    elif isinstance(model, EncoderForTokenDetection):
+        head = {"type": "token_detection"}
     elif isinstance(model, EncoderForSequenceClassification):
         head = {"type": "classification", "num_labels": model.num_labels}
     elif isinstance(model, (EncoderModel, EncoderDecoderModel)):
@@ -153,6 +156,10 @@ def build(architecture: str, config: dict, head: dict | None,
         return EncoderForPretraining(enc, head.get("sentence_task"), generator)
     if architecture == "EncoderForSequenceClassification":
         return EncoderForSequenceClassification(enc, int(head.get("num_labels", 2)), generator)
+    if architecture == "EncoderForTokenDetection":
+        from .discriminator import EncoderForTokenDetection
+
+        return EncoderForTokenDetection(enc, generator)
     raise CheckpointError(f"unknown architecture '{architecture}' in config.json")
 
 

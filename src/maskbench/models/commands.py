@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from pathlib import Path
 
 
@@ -20,14 +21,35 @@ def register(subparsers) -> None:
     params.add_argument("--vocab-size", type=int, default=None, help="count with this vocabulary size")
     params.set_defaults(func=_params)
 
-    export = subparsers.add_parser("export", help="write a model as a Hugging Face transformers folder")
+    export = subparsers.add_parser(
+        "export", help="write a model as a Hugging Face transformers folder",
+        description=textwrap.fill(
+            "Write a maskbench model as a Hugging Face transformers folder (config.json, model.safetensors, "
+            "tokenizer) that AutoModelForMaskedLM / AutoModelForSequenceClassification / "
+            "T5ForConditionalGeneration load. Every weight is accounted for: what HF cannot express (partial "
+            "layer sharing, a decoder-only T5) is refused in one line."),
+        epilog="examples:\n  maskbench export --checkpoint runs/mlm40 --out hf-model/\n"
+               "  maskbench export --checkpoint roberta-run/ --hf-type roberta --out hf-roberta/",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     export.add_argument("--checkpoint", required=True, metavar="RUN",
                         help="a model folder or a pretraining run (its final model or newest checkpoint)")
     export.add_argument("--to", choices=["hf"], default="hf", help="target format (hf: transformers)")
+    export.add_argument("--hf-type", default="auto",
+                        choices=["auto", "bert", "albert", "roberta", "xlm-roberta", "electra"],
+                        help="transformers family; auto keeps the one the model was imported from, else bert "
+                             "(plain) or albert (factorized or shared); a discriminator is electra")
     export.add_argument("--out", required=True, metavar="DIR", help="output folder (replaced atomically)")
     export.set_defaults(func=_export)
 
-    imp = subparsers.add_parser("import", help="read a Hugging Face BERT/ALBERT/T5 folder into a maskbench model")
+    imp = subparsers.add_parser(
+        "import", help="read a Hugging Face BERT/ALBERT/RoBERTa/XLM-R/ELECTRA/T5 folder into a maskbench model",
+        description=textwrap.fill(
+            "Convert a Hugging Face transformers folder into a maskbench model folder (weights checked name by "
+            "name, tokenizer files copied). Reads BERT (absolute positions), ALBERT, RoBERTa, XLM-R, ELECTRA "
+            "generator and discriminator, and T5; anything else is refused in one line. Every command that "
+            "takes --checkpoint also reads such folders directly."),
+        epilog="example:\n  maskbench import --from hf-model/ --out imported/",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     imp.add_argument("--from", dest="source", required=True, metavar="HF_DIR", help="a transformers model folder")
     imp.add_argument("--out", required=True, metavar="RUN", help="output model folder (replaced atomically)")
     imp.set_defaults(func=_import)
@@ -92,7 +114,7 @@ def _params(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from .hf import export_hf
 
-    out = export_hf(args.checkpoint, args.out)
+    out = export_hf(args.checkpoint, args.out, hf_type=args.hf_type)
     print(f"exported {args.checkpoint} → {out} (load it with transformers' from_pretrained)", file=sys.stderr)
     return 0
 

@@ -1,4 +1,5 @@
-"""Import from and export to Hugging Face `transformers` folders (BERT, ALBERT, T5).
+"""Import from and export to Hugging Face `transformers` folders (BERT, ALBERT, T5; RoBERTa, XLM-R and
+ELECTRA through the tables of `hf_families`).
 
 Both directions go through a real `transformers` model built from the folder's config, so HF's own
 conventions (tied weights, old `gamma`/`beta` names, sharded or `.bin` weights loaded with
@@ -21,8 +22,10 @@ from pathlib import Path
 
 import torch
 
+from ..data.tokenizer import SPECIAL_ALIASES
 from ..errors import CheckpointError
 from ..io import atomic_dir, read_json, write_json
+from . import hf_families
 from .checkpoint import CONFIG, load_model, resolve_model_dir, save_model
 
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")
@@ -100,7 +103,7 @@ def _head_pairs(kind: str, head: str | None):
 def _tied(name: str) -> bool:
     """HF weights that are tied to another weight (filled by HF itself)."""
     return (name.endswith("predictions.decoder.weight") or name.endswith("predictions.decoder.bias")
-            or name.endswith("embed_tokens.weight") or name == "lm_head.weight")
+            or name.endswith("embed_tokens.weight") or name == "lm_head.weight" or hf_families.tied(name))
 
 
 # ----------------------------------------------------------------------------------------------- import
@@ -108,10 +111,15 @@ def _build_hf(directory: Path):
     transformers = _transformers()
     meta = read_json(directory / CONFIG)
     kind = meta.get("model_type")
-    if kind not in _HF_ARCHITECTURES:
-        raise CheckpointError(f"{directory}: model_type '{kind}' is not supported; maskbench imports bert, albert and t5")
-    names = [a for a in meta.get("architectures") or [] if a in _HF_ARCHITECTURES[kind]]
-    arch = names[0] if names else _HF_ARCHITECTURES[kind][-1]
+    known = _HF_ARCHITECTURES.get(kind) or hf_families.ARCHITECTURES.get(kind)
+    if not known:
+        raise CheckpointError(f"{directory}: model_type '{kind}' is not supported; maskbench imports "
+                              f"{hf_families.SUPPORTED}")
+    names = [a for a in meta.get("architectures") or [] if a in known]
+    if meta.get("architectures") and not names:
+        raise CheckpointError(f"{directory}: {', '.join(meta['architectures'])} is not supported; maskbench "
+                              f"reads {', '.join(known)}")
+    arch = names[0] if names else known[-1]
     try:
         model = getattr(transformers, arch).from_pretrained(str(directory), dtype=torch.float32)
     except Exception as e:  # HF raises OSError/ValueError/RuntimeError for bad folders
@@ -127,6 +135,8 @@ def import_hf_state(directory: str | os.PathLike):
     c = hf_model.config
     if kind == "t5":
         return _import_t5(c, hf_state)
+    if kind in hf_families.FAMILIES:
+        return _import_family(kind, arch, c, hf_state, directory)
     from .encoder import EncoderConfig
 
     if kind == "albert":
@@ -143,7 +153,8 @@ def import_hf_state(directory: str | os.PathLike):
     else:
         share, embedding_size, dropout = "none", None, c.hidden_dropout_prob
     if getattr(c, "position_embedding_type", "absolute") not in (None, "absolute"):
-        raise CheckpointError(f"{directory}: position_embedding_type '{c.position_embedding_type}' is not supported")
+        raise CheckpointError(f"{directory}: position_embedding_type '{c.position_embedding_type}' is not supported; "
+                              f"maskbench imports {hf_families.SUPPORTED}")
     if c.hidden_act not in _ACTIVATIONS:
         raise CheckpointError(f"{directory}: activation '{c.hidden_act}' is not supported")
     config = EncoderConfig(
@@ -179,6 +190,30 @@ def import_hf_state(directory: str | os.PathLike):
     for ours, theirs in pairs_head:
         state[ours] = _take(hf_state, theirs, used, directory, ours)
     _check_used(hf_state, used, directory)
+    _fill_missing_pooler(state, prefix, config)
+    return architecture, dataclasses.asdict(config), head_info, state
+
+
+def _import_family(kind: str, arch: str, c, hf_state, directory):
+    """RoBERTa / XLM-R / ELECTRA: BERT's layer names under another prefix (see hf_families)."""
+    from .encoder import EncoderConfig
+
+    config = EncoderConfig(**hf_families.encoder_kwargs(kind, c, arch, _ACTIVATIONS, directory))
+    if arch.endswith("Model"):  # bare HF models have no "roberta."/"electra." prefix
+        hf_state = {f"{hf_families.PREFIX[kind]}.{k}": v for k, v in hf_state.items()}
+    n = config.num_layers
+    pairs = hf_families.body_pairs(kind, _encoder_pairs("bert", n, n, n, False), arch,
+                                   config.embedding_size is not None)
+    architecture, head_info, head_pairs = hf_families.head(kind, arch, c.num_labels)
+    prefix = "" if architecture == "EncoderModel" else "encoder."
+    state, used = {}, set()
+    for ours, theirs in pairs:
+        state[prefix + ours] = _take(hf_state, theirs, used, directory, ours)
+    for ours, theirs in head_pairs:
+        state[ours] = _take(hf_state, theirs, used, directory, ours)
+    _check_used(hf_state, used, directory)
+    positions = prefix + "embeddings.position_embeddings.weight"
+    state[positions] = state[positions][hf_families.position_offset(kind, config.pad_id):].contiguous()
     _fill_missing_pooler(state, prefix, config)
     return architecture, dataclasses.asdict(config), head_info, state
 
@@ -250,7 +285,8 @@ def import_to_folder(hf_dir: str | os.PathLike, out_dir: str | os.PathLike) -> P
         raise CheckpointError(f"{hf_dir} has no config.json; point --from at a Hugging Face model folder")
     model = import_hf(hf_dir)
     with atomic_dir(out_dir) as tmp:
-        save_model(model, tmp, extra={"imported_from": str(hf_dir.resolve())})
+        save_model(model, tmp, extra={"imported_from": str(hf_dir.resolve()),
+                                      "hf_model_type": read_json(hf_dir / CONFIG).get("model_type")})
         for name in TOKENIZER_FILES:
             if (hf_dir / name).is_file():
                 shutil.copyfile(hf_dir / name, tmp / name)
@@ -258,7 +294,7 @@ def import_to_folder(hf_dir: str | os.PathLike, out_dir: str | os.PathLike) -> P
 
 
 # ----------------------------------------------------------------------------------------------- export
-def _export_encoder(model, transformers):
+def _export_encoder(model, transformers, requested: str | None = None):
     from .encoder import EncoderModel
     from .heads import EncoderForPretraining, EncoderForSequenceClassification
 
@@ -270,6 +306,11 @@ def _export_encoder(model, transformers):
         raise CheckpointError(f"share='{config.share}' cannot be exported: Hugging Face ALBERT shares whole layers "
                               "only (share='all' or 'none')")
     kind = "bert" if config.share == "none" and config.embedding_size is None else "albert"
+    if requested is not None and requested != kind:
+        raise CheckpointError(f"this model exports as {kind}, not {requested} "
+                              f"({'factorized or shared' if kind == 'albert' else 'neither factorized nor shared'})")
+    if not isinstance(model, (EncoderForPretraining, EncoderForSequenceClassification, EncoderModel)):
+        raise CheckpointError(f"a {type(model).__name__} exports as electra only (--hf-type electra)")
     common = dict(vocab_size=config.vocab_size, hidden_size=config.hidden_size, num_hidden_layers=config.num_layers,
                   num_attention_heads=config.num_heads, intermediate_size=config.intermediate_size,
                   hidden_act=config.activation, hidden_dropout_prob=config.dropout,
@@ -345,15 +386,82 @@ def _export_t5(model, transformers):
     return hf_model, state, hf_model.state_dict()
 
 
-def export_hf(model_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
-    """Write a Hugging Face folder (config.json, model.safetensors, tokenizer files) for a maskbench model."""
+#: `maskbench export --hf-type`: "auto" keeps the family a model was imported from (else bert or albert).
+EXPORT_TYPES = ("auto", "bert", "albert") + hf_families.FAMILIES
+
+
+def _export_family(model, kind: str, transformers):
+    """A RoBERTa / XLM-R / ELECTRA model holding our weights (names as in `_import_family`)."""
+    from .discriminator import EncoderForTokenDetection
+    from .heads import EncoderForPretraining, EncoderForSequenceClassification
+
+    model_kind = ("token_detection" if isinstance(model, EncoderForTokenDetection) else
+                  "pretraining" if isinstance(model, EncoderForPretraining) else
+                  "classification" if isinstance(model, EncoderForSequenceClassification) else "encoder")
+    arch = hf_families.export_architecture(kind, model_kind, getattr(model, "sentence_task", None))
+    config = model.config
+    kwargs = hf_families.export_config_kwargs(kind, config, arch.endswith("ForMaskedLM"))
+    hf_config = getattr(transformers, hf_families.CONFIG_CLASSES[kind])(**kwargs)
+    if model_kind == "classification":
+        hf_config.num_labels = model.num_labels
+        if model.num_labels == 1:
+            hf_config.problem_type = "regression"
+    hf_config.architectures = [arch]
+    hf_model = getattr(transformers, arch)(hf_config)
+    ours = model.state_dict()
+    prefix = "" if model_kind == "encoder" else "encoder."
+    n = config.num_layers
+    pairs = hf_families.body_pairs(kind, _encoder_pairs("bert", n, n, n, False), arch,
+                                   config.embedding_size is not None)
+    _, _, head_pairs = hf_families.head(kind, arch, getattr(model, "num_labels", 2))
+    hf_state = {}
+    for mine, theirs in [(prefix + m, t) for m, t in pairs] + head_pairs:
+        if isinstance(theirs, tuple):
+            for name, part in zip(theirs, ours[mine].chunk(3, 0)):
+                hf_state[name] = part
+        else:
+            hf_state[theirs] = ours[mine]
+    positions = f"{hf_families.PREFIX[kind]}.embeddings.position_embeddings.weight"
+    offset = hf_families.position_offset(kind, config.pad_id)
+    table = hf_state[positions]
+    hf_state[positions] = torch.cat([table.new_zeros(offset, table.shape[1]), table])  # rows before position 0
+    expected = hf_model.state_dict()
+    if arch.endswith("Model"):
+        hf_state = {k.split(".", 1)[1]: v for k, v in hf_state.items()}
+    hf_state = {k: v for k, v in hf_state.items() if k in expected or ".pooler." not in f".{k}"}  # no pooler in HF
+    return hf_model, hf_state, expected
+
+
+def _export_type(requested: str, model, source: Path) -> str:
+    """The HF family to write: the requested one, or for "auto" the one the model came from."""
+    if requested not in EXPORT_TYPES:
+        raise CheckpointError(f"unknown Hugging Face type '{requested}'; choose one of {', '.join(EXPORT_TYPES)}")
+    if requested != "auto":
+        return requested
+    if type(model).__name__ == "EncoderForTokenDetection":
+        return "electra"
+    meta = read_json(source / CONFIG)
+    origin = meta.get("hf_model_type") or meta.get("model_type")
+    return origin if origin in hf_families.FAMILIES else "auto"
+
+
+def export_hf(model_dir: str | os.PathLike, out_dir: str | os.PathLike, hf_type: str = "auto") -> Path:
+    """Write a Hugging Face folder (config.json, model.safetensors, tokenizer files) for a maskbench model.
+
+    `hf_type`: the transformers family (bert, albert, roberta, xlm-roberta, electra); "auto" keeps the one
+    a model was imported from, else BERT for plain encoders and ALBERT for factorized or shared ones."""
     transformers = _transformers()
     source = resolve_model_dir(model_dir)
     model = load_model(source)
+    kind = _export_type(hf_type, model, source)
     if type(model).__name__ == "EncoderDecoderModel":
+        if kind not in ("auto",):
+            raise CheckpointError(f"an encoder-decoder model exports as t5, not {kind}")
         hf_model, hf_state, expected = _export_t5(model, transformers)
+    elif kind in hf_families.FAMILIES:
+        hf_model, hf_state, expected = _export_family(model, kind, transformers)
     else:
-        hf_model, hf_state, expected = _export_encoder(model, transformers)
+        hf_model, hf_state, expected = _export_encoder(model, transformers, None if kind == "auto" else kind)
     for name, tensor in expected.items():
         if name not in hf_state and not _tied(name):
             raise CheckpointError(f"export: Hugging Face weight '{name}' would be left uninitialised")
@@ -381,14 +489,17 @@ def _export_tokenizer(source: Path, out: Path, model) -> None:
 
     vocab = json.loads(found.read_text(encoding="utf-8"))
     present = {t.get("content") for t in vocab.get("added_tokens", [])}
-    specials = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]",
-                "mask_token": "[MASK]"}
     config = {"tokenizer_class": "PreTrainedTokenizerFast",
               "model_max_length": getattr(model.config, "max_positions", 512)}
-    config.update({k: v for k, v in specials.items() if v in present})
+    for role, names in SPECIAL_ALIASES.items():  # [CLS] for BERT, <s> for RoBERTa ...
+        name = next((n for n in names if n in present), None)
+        if name is not None:
+            config[f"{role}_token"] = name
+    if config.get("cls_token") == "<s>" and "sep_token" in config:  # RoBERTa's <s> … </s> are also bos/eos
+        config.update(bos_token="<s>", eos_token=config["sep_token"])
     if type(model).__name__ == "EncoderDecoderModel":
-        if "[SEP]" in present:
-            config["eos_token"] = "[SEP]"
+        if "sep_token" in config:
+            config["eos_token"] = config["sep_token"]
     elif getattr(model.config, "type_vocab_size", 0) > 1:
         # PreTrainedTokenizerFast returns only input_ids and attention_mask unless told otherwise, and a
         # sentence pair would then lose its segment ids.

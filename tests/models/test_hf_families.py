@@ -1,0 +1,178 @@
+"""RoBERTa, XLM-R and ELECTRA both ways: tiny random HF models, logits equal to ≤ 1e-5 (float32)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+transformers = pytest.importorskip("transformers")
+
+from maskbench.errors import CheckpointError  # noqa: E402
+from maskbench.models import (EncoderConfig, EncoderForPretraining, EncoderForSequenceClassification,  # noqa: E402
+                              EncoderModel, load_model, save_model)
+from maskbench.models.discriminator import EncoderForTokenDetection  # noqa: E402
+from maskbench.models.hf import export_hf, import_to_folder  # noqa: E402
+
+TOL = 1e-5
+PAD = 1  # RoBERTa's <pad>
+
+
+def _batch(vocab=97, b=3, length=11, seed=0):
+    """Right-padded ids (pad = 1 where the mask is 0), as maskbench batches are."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, vocab, (b, length), generator=g)
+    mask = torch.ones_like(ids)
+    mask[1, 7:] = 0
+    mask[2, 4:] = 0
+    ids[mask == 0] = PAD
+    return ids, mask
+
+
+def _close(a, b, mask=None):
+    if mask is not None:
+        a, b = a[mask.bool()], b[mask.bool()]
+    assert a.shape == b.shape
+    assert (a - b).abs().max().item() <= TOL
+
+
+def _common(**kw):
+    return dict(vocab_size=97, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48,
+                max_position_embeddings=40, pad_token_id=PAD, **kw)
+
+
+def _roberta(cls_name, **kw):
+    torch.manual_seed(0)
+    config_cls = transformers.XLMRobertaConfig if cls_name.startswith("XLM") else transformers.RobertaConfig
+    return getattr(transformers, cls_name)(config_cls(type_vocab_size=1, **_common(**kw))).eval()
+
+
+def _electra(cls_name, embedding_size=16):
+    torch.manual_seed(0)
+    return getattr(transformers, cls_name)(transformers.ElectraConfig(embedding_size=embedding_size,
+                                                                      **_common())).eval()
+
+
+@pytest.mark.parametrize("cls_name", ["RobertaForMaskedLM", "XLMRobertaForMaskedLM"])
+def test_roberta_masked_lm_imports_with_equal_logits(tmp_path, cls_name):
+    hf = _roberta(cls_name)
+    hf.save_pretrained(tmp_path / "hf")
+    ids, mask = _batch()
+    ours = load_model(tmp_path / "hf")
+    assert isinstance(ours, EncoderForPretraining)
+    assert ours.config.max_positions == 40 - PAD - 1 and ours.config.type_vocab_size == 1
+    hidden = ours.encoder(ids, mask).last_hidden_state
+    _close(ours.mlm_logits(hidden), hf(input_ids=ids, attention_mask=mask).logits, mask)
+
+
+def test_roberta_classifier_is_pooler_plus_classifier(tmp_path):
+    hf = _roberta("RobertaForSequenceClassification", num_labels=3)
+    hf.save_pretrained(tmp_path / "hf")
+    ids, mask = _batch()
+    ours = load_model(tmp_path / "hf")
+    assert isinstance(ours, EncoderForSequenceClassification)
+    _close(ours(ids, mask)["logits"], hf(input_ids=ids, attention_mask=mask).logits)
+    save_model(ours, tmp_path / "ours")
+    export_hf(tmp_path / "ours", tmp_path / "back", hf_type="roberta")
+    again = transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path / "back").eval()
+    assert type(again).__name__ == "RobertaForSequenceClassification"
+    _close(again(input_ids=ids, attention_mask=mask).logits, hf(input_ids=ids, attention_mask=mask).logits)
+
+
+@pytest.mark.parametrize("hf_type", ["roberta", "xlm-roberta"])
+def test_our_model_exports_as_roberta_with_equal_logits(tmp_path, hf_type):
+    config = EncoderConfig(vocab_size=97, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=48,
+                           max_positions=24, type_vocab_size=1, pad_id=PAD)
+    model = EncoderForPretraining(config, generator=torch.Generator().manual_seed(1)).eval()
+    save_model(model, tmp_path / "ours")
+    export_hf(tmp_path / "ours", tmp_path / "hf", hf_type=hf_type)
+    hf = transformers.AutoModelForMaskedLM.from_pretrained(tmp_path / "hf").eval()
+    assert hf.config.model_type == hf_type and hf.config.max_position_embeddings == 24 + PAD + 1
+    ids, mask = _batch()
+    _close(model.mlm_logits(model.encoder(ids, mask).last_hidden_state), hf(input_ids=ids, attention_mask=mask).logits,
+           mask)
+
+
+def test_imported_roberta_exports_back_as_roberta_by_default(tmp_path):
+    hf = _roberta("RobertaForMaskedLM")
+    hf.save_pretrained(tmp_path / "hf")
+    import_to_folder(tmp_path / "hf", tmp_path / "ours")
+    export_hf(tmp_path / "ours", tmp_path / "back")
+    again = transformers.AutoModelForMaskedLM.from_pretrained(tmp_path / "back").eval()
+    assert type(again).__name__ == "RobertaForMaskedLM"
+    for name, tensor in hf.state_dict().items():
+        if "position_embeddings" in name:  # rows before position 0 are not ours to keep (pad row is zero)
+            tensor = tensor[PAD + 1:]
+            name_again = again.state_dict()[name][PAD + 1:]
+        else:
+            name_again = again.state_dict()[name]
+        assert torch.equal(tensor, name_again), name
+
+
+@pytest.mark.parametrize("embedding_size", [16, 32])
+def test_electra_generator_both_ways(tmp_path, embedding_size):
+    hf = _electra("ElectraForMaskedLM", embedding_size)
+    hf.save_pretrained(tmp_path / "hf")
+    ids, mask = _batch()
+    ref = hf(input_ids=ids, attention_mask=mask).logits
+    ours = load_model(tmp_path / "hf")
+    assert isinstance(ours, EncoderForPretraining)
+    assert ours.config.embedding_size == (None if embedding_size == 32 else embedding_size)
+    _close(ours.mlm_logits(ours.encoder(ids, mask).last_hidden_state), ref, mask)
+    save_model(ours, tmp_path / "ours")
+    export_hf(tmp_path / "ours", tmp_path / "back", hf_type="electra")
+    again = transformers.ElectraForMaskedLM.from_pretrained(tmp_path / "back").eval()
+    _close(again(input_ids=ids, attention_mask=mask).logits, ref, mask)
+
+
+def test_electra_discriminator_both_ways(tmp_path):
+    hf = _electra("ElectraForPreTraining")
+    hf.save_pretrained(tmp_path / "hf")
+    ids, mask = _batch()
+    ref = hf(input_ids=ids, attention_mask=mask).logits
+    ours = load_model(tmp_path / "hf")
+    assert isinstance(ours, EncoderForTokenDetection)
+    out = ours(ids, mask, labels=(ids % 2))
+    _close(out["logits"], ref, mask)
+    assert torch.isfinite(out["loss"])
+    save_model(ours, tmp_path / "ours")
+    export_hf(tmp_path / "ours", tmp_path / "back")  # auto: a discriminator is ELECTRA
+    again = transformers.AutoModelForPreTraining.from_pretrained(tmp_path / "back").eval()
+    assert type(again).__name__ == "ElectraForPreTraining"
+    _close(again(input_ids=ids, attention_mask=mask).logits, ref, mask)
+    classifier = load_model(tmp_path / "ours", head="classification", num_labels=2)  # what fine-tuning builds
+    assert isinstance(classifier, EncoderForSequenceClassification)
+    _close(classifier.encoder(ids, mask).last_hidden_state, ours.encoder(ids, mask).last_hidden_state)
+
+
+def test_bare_electra_and_roberta_models(tmp_path):
+    for name, hf in (("e", _electra("ElectraModel")), ("r", _roberta("RobertaModel"))):
+        hf.save_pretrained(tmp_path / name)
+        ids, mask = _batch()
+        ours = load_model(tmp_path / name)
+        assert isinstance(ours, EncoderModel)
+        _close(ours(ids, mask).last_hidden_state, hf(input_ids=ids, attention_mask=mask).last_hidden_state, mask)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: transformers.DebertaV2ForMaskedLM(transformers.DebertaV2Config(**_common())),
+    lambda: transformers.BertForMaskedLM(transformers.BertConfig(position_embedding_type="relative_key",
+                                                                 **_common())),
+], ids=["deberta-v2", "bert-relative_key"])
+def test_unsupported_families_are_refused_naming_what_is_supported(tmp_path, make):
+    make().save_pretrained(tmp_path / "hf")
+    with pytest.raises(CheckpointError, match="maskbench imports bert .*roberta.*electra"):
+        load_model(tmp_path / "hf")
+
+
+def test_exports_that_cannot_be_expressed_are_refused(tmp_path):
+    config = EncoderConfig(vocab_size=97, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=48,
+                           max_positions=24)
+    save_model(EncoderForPretraining(config, "nsp"), tmp_path / "nsp")
+    with pytest.raises(CheckpointError, match="no NSP head"):
+        export_hf(tmp_path / "nsp", tmp_path / "out", hf_type="roberta")
+    save_model(EncoderForSequenceClassification(config, 2), tmp_path / "cls")
+    with pytest.raises(CheckpointError, match="classification head"):
+        export_hf(tmp_path / "cls", tmp_path / "out", hf_type="electra")
+    with pytest.raises(CheckpointError, match="exports as bert, not albert"):
+        export_hf(tmp_path / "cls", tmp_path / "out", hf_type="albert")
+    assert not (tmp_path / "out").exists()
