@@ -176,3 +176,11 @@ def test_exports_that_cannot_be_expressed_are_refused(tmp_path):
     with pytest.raises(CheckpointError, match="exports as bert, not albert"):
         export_hf(tmp_path / "cls", tmp_path / "out", hf_type="albert")
     assert not (tmp_path / "out").exists()
+
+
+def test_pre_ln_is_not_exported_as_a_post_ln_family(tmp_path):
+    config = EncoderConfig(vocab_size=97, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=48,
+                           max_positions=24, type_vocab_size=1, pad_id=PAD, norm="pre")
+    save_model(EncoderForPretraining(config), tmp_path / "pre")
+    with pytest.raises(CheckpointError, match="pre-LN"):
+        export_hf(tmp_path / "pre", tmp_path / "out", hf_type="roberta")

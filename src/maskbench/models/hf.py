@@ -395,6 +395,10 @@ def _export_family(model, kind: str, transformers):
     from .discriminator import EncoderForTokenDetection
     from .heads import EncoderForPretraining, EncoderForSequenceClassification
 
+    if getattr(model.config, "norm", "post") != "post":
+        raise CheckpointError(f"pre-LN encoders (model.norm = \"pre\") cannot be exported as {kind}, a post-LN "
+                              "architecture")
+
     model_kind = ("token_detection" if isinstance(model, EncoderForTokenDetection) else
                   "pretraining" if isinstance(model, EncoderForPretraining) else
                   "classification" if isinstance(model, EncoderForSequenceClassification) else "encoder")
