@@ -146,3 +146,53 @@ def test_output_folder_holding_something_else(tmp_path):
         synth.generate_corpus(out, tokens=1000, seed=2)
     synth.generate_corpus(out, tokens=1000, seed=2, overwrite=True)
     assert json.loads((out / "meta.json").read_text())["seed"] == 2
+
+
+@pytest.mark.parametrize("profile", ["standard", "compact"])
+def test_heldout_tasks_test_on_words_their_training_split_never_shows(tmp_path, profile):
+    folders = synth.write_tasks(tmp_path / "t", seed=1, train=300, dev=100, test=100, profile=profile,
+                                tasks=synth.HELDOUT_TASKS)
+    lex = synth.lexicon(0, profile)
+    split = synth.heldout_split(0, profile)
+    adjectives = [{str(w)[:-1] for lexeme in side for w in lex.words[lex.adj_base + 4 * lexeme:
+                                                                      lex.adj_base + 4 * lexeme + 1]}
+                  for side in split["adjectives"]]
+    nouns = [{str(lex.words[lex.noun_base + 2 * lexeme]) for lexeme in side} for side in split["nouns"]]
+    forms, counts = np.unique(lex.words.astype(str), return_counts=True)
+    homographs = set(forms[counts > 1])  # e.g. the noun "pes" and the verb form "pes": not one word
+    for name, folder in folders.items():
+        task = load_task(folder)
+        train = {w.strip(".,") for s in task.splits["train"].text_a for w in s.split()} - homographs
+        heldout = {w.strip(".,") for split_name in ("dev", "test") for s in task.splits[split_name].text_a
+                   for w in s.split()}
+        assert not train & {n for n in nouns[1]} and heldout & nouns[1] and not heldout & nouns[0]
+        stems = lambda words: {w[:-1] for w in words if w.endswith(("o", "a"))}  # noqa: E731 - adjective stems
+        assert not stems(train) & adjectives[1] and stems(heldout) & adjectives[1]
+        assert 130 <= sum(task.splits["train"].labels) <= 170
+
+
+def test_standard_profile_is_the_original_language(tmp_path):
+    """Adding the compact profile and the intensifier slots drew nothing new for the standard language."""
+    path = synth.generate_corpus(tmp_path / "c", tokens=3000, seed=0)
+    first = path.read_text(encoding="utf-8").splitlines()[0]
+    assert first == "a dazit that many pulepipers pikov danugols those gatifmentisha fegiginitys potally over the nemorelitys."
+    assert not {"truly", "very", "too", "awfully", "rather", "quite"} & set(path.read_text(encoding="utf-8").split())
+
+
+def test_compact_intensifiers_mark_polarity_in_the_corpus_only(tmp_path):
+    path = synth.generate_corpus(tmp_path / "c", tokens=20_000, seed=0, profile="compact")
+    lex = synth.lexicon(0, "compact")
+    polarity = {str(lex.words[lex.adj_base + 4 * a + k]): int(lex.adj_polarity[a])
+                for a in range(lex.n_adjs) for k in range(4)}
+    words = path.read_text(encoding="utf-8").replace(".", " ").replace(",", " ").split()
+    pairs = [(w, polarity[n]) for w, n in zip(words, words[1:]) if w in sum(synth._INTENSIFIERS, [])]
+    assert len(pairs) > 100
+    for w, p in pairs:
+        assert w in synth._INTENSIFIERS[p]
+    assert json.loads((tmp_path / "c" / "meta.json").read_text())["profile"] == "compact"
+    tasks = synth.write_tasks(tmp_path / "t", train=100, dev=20, test=20, profile="compact")
+    for folder in tasks.values():
+        text = (folder / "train.tsv").read_text(encoding="utf-8").split()
+        assert not {"truly", "very", "too", "awfully", "rather", "quite"} & set(text)
+    with pytest.raises(DataError, match="profile"):
+        synth.generate_corpus(tmp_path / "x", tokens=100, profile="tiny")

@@ -69,7 +69,8 @@ def test_probe_command_compares_two_models(tmp_path, encoder_dir, encoder_dir_b,
     assert [len(r["accuracy"]["masked"]) for r in info["runs"]] == [3, 3]
     assert info["runs"][0]["name"] != info["runs"][1]["name"]
     assert (out / "probe.png").stat().st_size > 1000
-    assert "| layer |" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "| layer |" in printed and "held out: sentences" in printed
     assert main(["probe", "--checkpoint", str(encoder_dir), "--task", "token_identity", "--out", str(out)]) == 2
     assert "needs --input" in capsys.readouterr().err
 
@@ -80,6 +81,8 @@ def test_probe_command_word_class_and_labels(tmp_path, encoder_dir, capsys):
                  "--out", str(out), "--set", "epochs=2"]) == 0
     run = json.loads((out / "probe.json").read_text())["runs"][0]
     assert run["task"] == "word_class" and run["classes"]["words"] >= 5
+    assert run["meta"]["holdout"] == "words"
+    assert "held out: words" in capsys.readouterr().out  # the default, said in the output
     labels = tmp_path / "l.jsonl"
     labels.write_text("\n".join(json.dumps({"words": s.split(), "labels": [len(w) > 3 for w in s.split()]})
                                 for s in SENTENCES[:16]))

@@ -62,7 +62,7 @@ def test_word_labels_are_probed_at_first_subwords(tmp_path, encoder_dir, tokeniz
     from maskbench.models import load_model
 
     words, labels = read_labels(_labels_file(tmp_path / "labels.jsonl"))
-    config = ProbeConfig(task="labels", epochs=25, lr=0.05, batch_size=128)
+    config = ProbeConfig(task="labels", epochs=25, lr=0.05, batch_size=128, holdout="sentences")
     result = probe(load_model(encoder_dir), tokenizer, config, words=words, labels=labels, name="tiny")
     assert result.classes == {"words": 3}
     assert result.accuracy["words"][0] > max(0.95, result.baseline["words"])
@@ -75,7 +75,7 @@ def test_t5_encoder_hidden_states_are_probed_per_block(tmp_path, t5_dir, tokeniz
     from maskbench.models import load_model
 
     words, labels = read_labels(_labels_file(tmp_path / "labels.jsonl"))
-    config = ProbeConfig(task="labels", epochs=10, lr=0.05, batch_size=128)
+    config = ProbeConfig(task="labels", epochs=10, lr=0.05, batch_size=128, holdout="sentences")
     result = probe(load_model(t5_dir), tokenizer, config, words=words, labels=labels)
     assert len(result.accuracy["words"]) == 3   # embeddings + 2 blocks
     assert result.accuracy["words"][0] > result.baseline["words"]
@@ -108,7 +108,7 @@ def test_word_class_probe_reads_the_synthetic_languages_classes(tmp_path):
     tok = train_tokenizer(None, vocab_size=400, texts=texts, min_frequency=1)
     model = EncoderModel(EncoderConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, num_layers=1, num_heads=2,
                                        intermediate_size=64, max_positions=64), torch.Generator().manual_seed(0)).eval()
-    config = ProbeConfig(task="word_class", samples=150, epochs=20, lr=0.05, batch_size=128)
+    config = ProbeConfig(task="word_class", samples=150, epochs=20, lr=0.05, batch_size=128, holdout="sentences")
     result = probe(model, tok, config)
     assert result.classes["words"] >= 8          # determiner, noun, verb, adjective, punctuation, ...
     assert result.accuracy["words"][0] > result.baseline["words"] + 0.3
@@ -122,3 +122,36 @@ def test_probe_bars_stay_silent_when_progress_is_off(encoder_dir, tokenizer, mon
     probe(load_model(encoder_dir), tokenizer, ProbeConfig(epochs=1, seed=1), texts=SENTENCES[:8])
     captured = capsys.readouterr()
     assert captured.err == "" and captured.out == ""
+
+
+@pytest.mark.slow
+def test_pretraining_teaches_the_classes_of_words_the_probe_never_saw(tmp_path):
+    """The issue's check at toy scale: on held-out words a word-class probe of a briefly pretrained model
+    beats the same probe of the randomly initialised model it started from (which only identifies words)."""
+    from maskbench.config import from_dict
+    from maskbench.data.shards import prepare
+    from maskbench.data.synth import generate_corpus
+    from maskbench.data.tokenizer import load_tokenizer, train_tokenizer
+    from maskbench.models import load_model
+    from maskbench.train import PretrainConfig, pretrain
+    from maskbench.train.loop import build_model
+
+    corpus = generate_corpus(tmp_path / "corpus", tokens=60_000, seed=0, profile="compact")
+    train_tokenizer([str(corpus)], kind="wordpiece", vocab_size=1000, out_path=tmp_path / "tok.json")
+    prepare([str(corpus)], tmp_path / "tok.json", tmp_path / "shards", seq_len=64, progress=False)
+    model = {"size": "bert-tiny", "hidden_size": 64, "num_heads": 2, "intermediate_size": 128, "num_layers": 2}
+    config = from_dict(PretrainConfig, {
+        "seed": 0, "threads": 1, "data": {"shards": str(tmp_path / "shards"), "tokenizer": str(tmp_path / "tok.json")},
+        "model": model, "objective": {"name": "mlm"}, "batch": {"size": 32}, "budget": {"steps": 200},
+        "optim": {"lr": 2e-3}, "eval": {"batches": 1, "every": 0}, "checkpoint": {"every": 0},
+        "log": {"every": 100, "progress": False, "tensorboard": False}})
+    pretrain(config, tmp_path / "run")
+    tok = load_tokenizer(tmp_path / "tok.json")
+    trained = load_model(tmp_path / "run" / "model").eval()
+    random = build_model(config.model, tok.get_vocab_size(), None, seq2seq=False, seed=config.seed).eval()
+    probe_config = ProbeConfig(task="word_class", samples=300, epochs=20, lr=0.02, seed=1)
+    learnt = probe(trained, tok, probe_config, name="pretrained")
+    baseline = probe(random, tok, probe_config, name="random")
+    assert learnt.meta["holdout"] == "words" and learnt.examples["words"]["validation_words"] >= 20
+    best_learnt, best_random = max(learnt.accuracy["words"][1:]), max(baseline.accuracy["words"][1:])
+    assert best_learnt > best_random + 0.05, (learnt.accuracy, baseline.accuracy)

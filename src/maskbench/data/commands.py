@@ -22,6 +22,9 @@ def register(subparsers) -> None:
     synth.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     synth.add_argument("--language", type=int, default=0,
                        help="lexicon seed; keep it equal between a corpus and its tasks (default 0)")
+    synth.add_argument("--profile", default="standard", choices=("standard", "compact"),
+                       help="variant of the language: standard, or compact (a small lexicon a tiny model learns; "
+                            "the demo's); keep it equal between a corpus and its tasks (default standard)")
     synth.add_argument("--overwrite", action="store_true", help="replace an existing synthetic corpus in --out")
     synth.set_defaults(func=_corpus_synth)
 
@@ -32,6 +35,8 @@ def register(subparsers) -> None:
     tasks.add_argument("--train", type=int, default=2000, help="training examples per task (default 2000)")
     tasks.add_argument("--dev", type=int, default=500)
     tasks.add_argument("--test", type=int, default=500)
+    tasks.add_argument("--profile", default="standard", choices=("standard", "compact"),
+                       help="variant of the language, as for `corpus synth` (default standard)")
     tasks.add_argument("--overwrite", action="store_true")
     tasks.set_defaults(func=_corpus_tasks)
 
@@ -77,7 +82,7 @@ def _corpus_synth(args: argparse.Namespace) -> int:
     from .synth import generate_corpus
 
     path = generate_corpus(args.out, tokens=args.tokens, seed=args.seed, language=args.language,
-                           overwrite=args.overwrite)
+                           overwrite=args.overwrite, profile=args.profile)
     meta = json.loads((path.parent / "meta.json").read_text(encoding="utf-8"))
     print(f"wrote {path}: {meta['words']:,} words in {meta['sentences']:,} sentences, "
           f"{meta['documents']:,} documents; latent labels in {path.parent / 'labels.jsonl'}")
@@ -88,7 +93,7 @@ def _corpus_tasks(args: argparse.Namespace) -> int:
     from .synth import write_tasks
 
     folders = write_tasks(args.out, seed=args.seed, language=args.language, train=args.train, dev=args.dev,
-                          test=args.test, overwrite=args.overwrite)
+                          test=args.test, overwrite=args.overwrite, profile=args.profile)
     for name, folder in folders.items():
         print(f"{name}: {folder} ({args.train} train / {args.dev} dev / {args.test} test)")
     return 0

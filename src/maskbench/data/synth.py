@@ -59,6 +59,8 @@ _DET_PLURAL = ["the", "some", "these", "those", "many", "two"]
 _INDEFINITE = {0: "a", 1: "some"}
 _PREPOSITIONS = ["with", "near", "under", "over", "behind", "beside", "across", "without", "among", "toward"]
 _PRONOUNS = {(0, 0): "he", (1, 0): "she", (0, 1): "they", (1, 1): "they"}
+# by adjective polarity; no generated stem can take these shapes (clusters, double or initial vowels, y, qu)
+_INTENSIFIERS = [["too", "awfully"], ["truly", "very"], ["rather", "quite"]]
 _FIRST_MARKERS = ["once", "today"]
 _MIDDLE_MARKERS = ["then", "later", "next", "afterwards", "soon", "meanwhile"]
 _LAST_MARKERS = ["finally", "eventually"]
@@ -67,18 +69,51 @@ _LAST_MARKERS = ["finally", "eventually"]
 # Slots of the sentence template, in surface order; each slot has one word class.
 SLOTS = [
     ("marker", "marker"), ("marker_comma", "punctuation"), ("pronoun", "pronoun"),
-    ("subj_det", "determiner"), ("subj_adj", "adjective"), ("subj_noun", "noun"),
-    ("rel", "complementizer"), ("rel_det", "determiner"), ("rel_adj", "adjective"), ("rel_noun", "noun"),
+    ("subj_det", "determiner"), ("subj_int", "adverb"), ("subj_adj", "adjective"), ("subj_noun", "noun"),
+    ("rel", "complementizer"), ("rel_det", "determiner"), ("rel_int", "adverb"), ("rel_adj", "adjective"),
+    ("rel_noun", "noun"),
     ("rel2", "complementizer"), ("rel2_det", "determiner"), ("rel2_noun", "noun"), ("rel2_verb", "verb"),
     ("rel_verb", "verb"),
-    ("neg", "negation"), ("verb", "verb"), ("obj_det", "determiner"), ("obj_adj", "adjective"),
+    ("neg", "negation"), ("verb", "verb"), ("obj_det", "determiner"), ("obj_int", "adverb"), ("obj_adj", "adjective"),
     ("obj_noun", "noun"), ("adv", "adverb"),
-    ("prep", "preposition"), ("pp_det", "determiner"), ("pp_adj", "adjective"), ("pp_noun", "noun"),
+    ("prep", "preposition"), ("pp_det", "determiner"), ("pp_int", "adverb"), ("pp_adj", "adjective"),
+    ("pp_noun", "noun"),
     ("conj", "conjunction"), ("verb2", "verb"), ("obj2_det", "determiner"), ("obj2_noun", "noun"),
     ("end", "punctuation"),
 ]
 SLOT = {name: i for i, (name, _) in enumerate(SLOTS)}
+_ADJECTIVE_SLOTS = ("subj_adj", "rel_adj", "obj_adj", "pp_adj")  # each right after its intensifier slot
 SLOT_CLASS = np.array([CLASS_NAMES.index(c) for _, c in SLOTS])
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A variant of the language: lexicon sizes, and how often the corpus marks an adjective's polarity
+    with an intensifier (`too`/`awfully` negative, `truly`/`very` positive, `rather`/`quite` neutral).
+
+    Intensifiers are the distributional clue to polarity that real text has ("too" leans negative):
+    they appear in the unlabelled corpus only, never in task sentences, so a model that knows the
+    polarity of a word its labelled data never showed learnt it in pretraining.
+    """
+
+    n_nouns: int
+    n_verbs: int
+    n_adjs: int
+    intensifier_rate: float
+
+
+#: "standard": the original language (thousands of word forms, no intensifiers); "compact": a lexicon of
+#: a few hundred forms, each seen often enough in a 400k-word corpus for a tiny model to learn it, and
+#: intensifiers on 40% of adjectives in the corpus. The tiny scale and the demo use "compact".
+PROFILES = {"standard": Profile(1200, 500, 600, 0.0), "compact": Profile(120, 60, 60, 0.4)}
+
+
+def lexicon(language: int = 0, profile: str = "standard") -> "Lexicon":
+    """The lexicon of `language` in `profile` (cached)."""
+    if profile not in PROFILES:
+        raise DataError(f"unknown synthetic language profile {profile!r}; choose from {', '.join(PROFILES)}")
+    p = PROFILES[profile]
+    return build_lexicon(language, p.n_nouns, p.n_verbs, p.n_adjs)
 
 
 @dataclass(frozen=True)
@@ -188,7 +223,7 @@ def build_lexicon(language: int = 0, n_nouns: int = 1200, n_verbs: int = 500, n_
     marker_last_base = len(words)
     words += _LAST_MARKERS
     word_ids = {}
-    for w in ["that", "never", "and", ",", "."]:
+    for w in ["that", "never", "and", ",", ".", *[w for group in _INTENSIFIERS for w in group]]:
         word_ids[w] = len(words)
         words.append(w)
     polarity = rng.permutation(np.arange(n_adjs) % 3)
@@ -213,19 +248,48 @@ def _zipf(rng: np.random.Generator, n: int, size) -> np.ndarray:
 
 
 @lru_cache(maxsize=8)
-def _polarity_groups(language: int) -> list[np.ndarray]:
-    lex = build_lexicon(language)
+def _polarity_groups(language: int, profile: str = "standard") -> list[np.ndarray]:
+    lex = lexicon(language, profile)
     return [np.flatnonzero(lex.adj_polarity == g) for g in range(3)]
 
 
-def _adjectives(rng, language: int, polarity: np.ndarray) -> np.ndarray:
-    """An adjective lexeme of the given polarity (0 negative, 1 positive, 2 neutral) per row, Zipfian."""
-    groups = _polarity_groups(language)
+def _adjectives(rng, language: int, polarity: np.ndarray, side: int | None = None,
+                profile: str = "standard") -> np.ndarray:
+    """An adjective lexeme of the given polarity (0 negative, 1 positive, 2 neutral) per row, Zipfian.
+
+    `side` 0 or 1 draws the polar ones only from that half of their group (`heldout_split`); neutral
+    adjectives carry no label and come from the whole group.
+    """
+    groups = _polarity_groups(language, profile)
     out = np.empty(len(polarity), dtype=np.int64)
     for g, members in enumerate(groups):
+        if side is not None and g != 2:
+            members = members[side::2]
         rows = np.flatnonzero(polarity == g)
         out[rows] = members[_zipf(rng, len(members), len(rows))]
     return out
+
+
+def _nouns(rng, n_nouns: int, size, side: int | None = None) -> np.ndarray:
+    """Noun lexemes, Zipfian (the lexeme index is the frequency rank); `side` keeps one parity of rank."""
+    if side is None:
+        return _zipf(rng, n_nouns, size)
+    return side + 2 * _zipf(rng, (n_nouns - side + 1) // 2, size)
+
+
+def heldout_split(language: int = 0, profile: str = "standard") -> dict[str, list[np.ndarray]]:
+    """The two halves of the label-carrying lexemes: polar adjectives (and their adverbs) and nouns.
+
+    Side 0 may appear in a held-out task's labelled training split, side 1 only in its dev and test
+    splits. Each half takes every other frequency rank, so both hold frequent and rare words alike.
+    The unlabelled corpus uses both halves: what a model knows of side 1 it learnt from the corpus.
+    Returns lexeme ids per side: {"adjectives": [side 0, side 1], "nouns": [side 0, side 1]}.
+    """
+    lex = lexicon(language, profile)
+    groups = _polarity_groups(language, profile)
+    adjectives = [np.sort(np.concatenate([groups[0][side::2], groups[1][side::2]])) for side in (0, 1)]
+    nouns = [np.arange(side, lex.n_nouns, 2) for side in (0, 1)]
+    return {"adjectives": adjectives, "nouns": nouns}
 
 
 @dataclass
@@ -246,12 +310,19 @@ class Sample:
     mood: np.ndarray      # [D] 0/1
     protagonist: np.ndarray  # [D] noun lexeme
     protagonist_number: np.ndarray  # [D]
+    profile: str = "standard"
 
 
 def sample_documents(rng: np.random.Generator, n_docs: int, language: int = 0, min_sentences: int = 3,
-                     max_sentences: int = 8) -> Sample:
-    """Draw `n_docs` documents; every choice is a vectorised draw over all sentences at once."""
-    lex = build_lexicon(language)
+                     max_sentences: int = 8, side: int | None = None, profile: str = "standard",
+                     intensifiers: bool = True) -> Sample:
+    """Draw `n_docs` documents; every choice is a vectorised draw over all sentences at once.
+
+    `side` (0 or 1) draws every noun and every polar adjective and adverb from that half of the lexicon
+    (`heldout_split`), for the labelled splits of the held-out tasks; None (the corpus) uses all words.
+    `intensifiers = False` leaves out the profile's polarity intensifiers (task sentences never have them).
+    """
+    lex = lexicon(language, profile)
     n_slots = len(SLOTS)
     doc_length = rng.integers(min_sentences, max_sentences + 1, size=n_docs)
     n = int(doc_length.sum())
@@ -260,7 +331,7 @@ def sample_documents(rng: np.random.Generator, n_docs: int, language: int = 0, m
     position = np.arange(n) - first_of_doc[doc]
     length = doc_length[doc]
     mood = rng.integers(0, 2, size=n_docs)
-    protagonist = _zipf(rng, lex.n_nouns, n_docs)
+    protagonist = _nouns(rng, lex.n_nouns, n_docs, side)
     protagonist_number = (rng.random(n_docs) < 0.3).astype(np.int64)
 
     lexemes = np.zeros((n, n_slots), dtype=np.int64)
@@ -292,13 +363,13 @@ def sample_documents(rng: np.random.Generator, n_docs: int, language: int = 0, m
     # subject: the protagonist (introduced first), a pronoun, or another noun phrase
     kind_draw = rng.random(n)
     subject_kind = np.where(position == 0, 0, np.where(kind_draw < 0.35, 1, np.where(kind_draw < 0.7, 2, 3)))
-    other_noun = _zipf(rng, lex.n_nouns, n)
+    other_noun = _nouns(rng, lex.n_nouns, n, side)
     other_number = (rng.random(n) < 0.35).astype(np.int64)
     subj_noun = np.where(subject_kind == 3, other_noun, protagonist[doc])
     subj_number = np.where(subject_kind == 3, other_number, protagonist_number[doc])
     subj_adj_polarity = polar(0.6)
     noun_phrase(S["subj_det"], S["subj_adj"], S["subj_noun"], subj_number, subj_noun,
-                _adjectives(rng, language, subj_adj_polarity), rng.random(n) < 0.35)
+                _adjectives(rng, language, subj_adj_polarity, side, profile), rng.random(n) < 0.35)
     is_pronoun = subject_kind == 2
     present[:, S["pronoun"]] = is_pronoun
     gender[:, S["pronoun"]] = lex.noun_gender[subj_noun]
@@ -319,10 +390,10 @@ def sample_documents(rng: np.random.Generator, n_docs: int, language: int = 0, m
     depth_draw = rng.random(n)
     depth = np.where(is_pronoun, 0, np.where(depth_draw < 0.10, 2, np.where(depth_draw < 0.45, 1, 0)))
     rel_number = np.where(rng.random(n) < 0.6, 1 - subj_number, subj_number)
-    noun_phrase(S["rel_det"], S["rel_adj"], S["rel_noun"], rel_number, _zipf(rng, lex.n_nouns, n),
-                _adjectives(rng, language, polar(0.3)), rng.random(n) < 0.2)
+    noun_phrase(S["rel_det"], S["rel_adj"], S["rel_noun"], rel_number, _nouns(rng, lex.n_nouns, n, side),
+                _adjectives(rng, language, polar(0.3), side, profile), rng.random(n) < 0.2)
     rel2_number = (rng.random(n) < 0.4).astype(np.int64)
-    noun_phrase(S["rel2_det"], None, S["rel2_noun"], rel2_number, _zipf(rng, lex.n_nouns, n))
+    noun_phrase(S["rel2_det"], None, S["rel2_noun"], rel2_number, _nouns(rng, lex.n_nouns, n, side))
     for slot in ("rel", "rel_det", "rel_noun", "rel_verb"):
         present[:, S[slot]] = depth >= 1
     present[:, S["rel_adj"]] &= depth >= 1
@@ -341,12 +412,12 @@ def sample_documents(rng: np.random.Generator, n_docs: int, language: int = 0, m
     has_object = rng.random(n) < 0.8
     obj_polarity = polar(0.6)
     noun_phrase(S["obj_det"], S["obj_adj"], S["obj_noun"], (rng.random(n) < 0.35).astype(np.int64),
-                _zipf(rng, lex.n_nouns, n), _adjectives(rng, language, obj_polarity),
+                _nouns(rng, lex.n_nouns, n, side), _adjectives(rng, language, obj_polarity, side, profile),
                 has_object & (rng.random(n) < 0.4))
     present[:, [S["obj_det"], S["obj_noun"]]] = has_object[:, None]
     has_pp = rng.random(n) < 0.35
     noun_phrase(S["pp_det"], S["pp_adj"], S["pp_noun"], (rng.random(n) < 0.35).astype(np.int64),
-                _zipf(rng, lex.n_nouns, n), _adjectives(rng, language, polar(0.5)), has_pp & (rng.random(n) < 0.3))
+                _nouns(rng, lex.n_nouns, n, side), _adjectives(rng, language, polar(0.5), side, profile), has_pp & (rng.random(n) < 0.3))
     present[:, [S["prep"], S["pp_det"], S["pp_noun"]]] = has_pp[:, None]
     lexemes[:, S["prep"]] = _zipf(rng, len(_PREPOSITIONS), n)
     has_conj = rng.random(n) < 0.2
@@ -354,7 +425,7 @@ def sample_documents(rng: np.random.Generator, n_docs: int, language: int = 0, m
     lexemes[:, S["verb2"]] = _zipf(rng, lex.n_verbs, n)
     number[:, S["verb2"]] = subj_number
     noun_phrase(S["obj2_det"], None, S["obj2_noun"], (rng.random(n) < 0.35).astype(np.int64),
-                _zipf(rng, lex.n_nouns, n))
+                _nouns(rng, lex.n_nouns, n, side))
 
     # every sentence carries its sentiment on at least one word: the adverb, whose surface polarity
     # `never` flips; other adjectives were coloured above
@@ -366,17 +437,26 @@ def sample_documents(rng: np.random.Generator, n_docs: int, language: int = 0, m
     adverb_polarity = np.where(negated, 1 - sentiment, np.where(rng.random(n) < 0.7, sentiment, 2))
     adverb_polarity = np.where(~polar_adjective & ~negated, sentiment, adverb_polarity)
     present[:, S["adv"]] = has_adverb
-    lexemes[:, S["adv"]] = _adjectives(rng, language, adverb_polarity)
+    lexemes[:, S["adv"]] = _adjectives(rng, language, adverb_polarity, side, profile)
     present[:, S["end"]] = True
+
+    rate = PROFILES[profile].intensifier_rate if intensifiers else 0.0
+    if rate > 0:  # drawn last, so a profile without intensifiers draws exactly what it always drew
+        for slot in _ADJECTIVE_SLOTS:
+            adjective = S[slot]
+            intensifier = adjective - 1
+            present[:, intensifier] = present[:, adjective] & (rng.random(n) < rate)
+            polarity = lex.adj_polarity[lexemes[:, adjective]]
+            lexemes[:, intensifier] = 2 * polarity + rng.integers(0, 2, size=n)
 
     return Sample(lexemes=lexemes, present=present, gender=gender, number=number, doc=doc, position=position,
                   doc_length=length, sentiment=sentiment, negated=negated, depth=depth, subject_kind=subject_kind,
-                  mood=mood, protagonist=protagonist, protagonist_number=protagonist_number)
+                  mood=mood, protagonist=protagonist, protagonist_number=protagonist_number, profile=profile)
 
 
 def word_ids(sample: Sample, language: int = 0) -> np.ndarray:
     """[S, slots] ids into the lexicon's `words` (only meaningful where `present`)."""
-    lex = build_lexicon(language)
+    lex = lexicon(language, sample.profile)
     S = SLOT
     lx, g, nb = sample.lexemes, sample.gender, sample.number
     ids = np.zeros_like(lx)
@@ -407,12 +487,15 @@ def word_ids(sample: Sample, language: int = 0) -> np.ndarray:
     ids[:, S["neg"]] = lex.word_ids["never"]
     ids[:, S["conj"]] = lex.word_ids["and"]
     ids[:, S["end"]] = lex.word_ids["."]
+    intensifier_ids = np.array([lex.word_ids[w] for group in _INTENSIFIERS for w in group])
+    for slot in _ADJECTIVE_SLOTS:
+        ids[:, S[slot] - 1] = intensifier_ids[lx[:, S[slot] - 1]]
     return ids
 
 
 def render(sample: Sample, language: int = 0, rows: np.ndarray | None = None) -> list[str]:
     """The sentences as strings (punctuation attached to the previous word), in one vectorised pass."""
-    lex = build_lexicon(language)
+    lex = lexicon(language, sample.profile)
     ids = word_ids(sample, language)
     present = sample.present
     if rows is not None:
@@ -445,10 +528,10 @@ def _class_strings(sample: Sample) -> list[str]:
     return "".join(pieces.tolist()).split("\n")[:-1]
 
 
-def _sample_tokens(rng, tokens: int, language: int) -> Sample:
+def _sample_tokens(rng, tokens: int, language: int, profile: str = "standard") -> Sample:
     """Documents until about `tokens` words (words and punctuation marks) are reached."""
     n_docs = max(1, int(tokens / 55) + 1)  # documents average about 63 words: enough, then trimmed
-    sample = sample_documents(rng, n_docs, language)
+    sample = sample_documents(rng, n_docs, language, profile=profile)
     per_doc = np.bincount(sample.doc, weights=sample.present.sum(axis=1), minlength=n_docs)
     keep_docs = int(np.searchsorted(np.cumsum(per_doc), tokens) + 1)
     return _take_docs(sample, min(keep_docs, n_docs))
@@ -461,7 +544,7 @@ def _take_docs(sample: Sample, n_docs: int) -> Sample:
                   doc_length=sample.doc_length[rows], sentiment=sample.sentiment[rows],
                   negated=sample.negated[rows], depth=sample.depth[rows], subject_kind=sample.subject_kind[rows],
                   mood=sample.mood[:n_docs], protagonist=sample.protagonist[:n_docs],
-                  protagonist_number=sample.protagonist_number[:n_docs])
+                  protagonist_number=sample.protagonist_number[:n_docs], profile=sample.profile)
 
 
 def _existing_run(out_dir: Path, wanted: dict, overwrite: bool, what: str) -> bool:
@@ -488,24 +571,25 @@ def _existing_run(out_dir: Path, wanted: dict, overwrite: bool, what: str) -> bo
 
 
 def generate_corpus(out_dir: str | Path, tokens: int = 2_000_000, seed: int = 0, language: int = 0,
-                    overwrite: bool = False) -> Path:
+                    overwrite: bool = False, profile: str = "standard") -> Path:
     """Write `corpus.txt` (one sentence per line, blank line between documents), `labels.jsonl` (one line
     per document: mood, protagonist, and per sentence its sentiment, negation, clause depth, subject kind
     and word classes as codes of `CLASS_CODES`) and `meta.json` into `out_dir`; return corpus.txt's path.
 
     About `tokens` words (punctuation marks count as words; whole documents, so slightly more). Re-running
     with the same arguments on the same folder is a no-op; a folder holding anything else is an error
-    unless `overwrite`.
+    unless `overwrite`. `profile` picks the variant of the language (`PROFILES`).
     """
     if tokens < 1:
         raise DataError(f"--tokens must be at least 1, got {tokens}")
     out_dir = Path(out_dir)
-    wanted = {"generator_version": GENERATOR_VERSION, "seed": seed, "language": language, "requested_tokens": tokens}
+    lex = lexicon(language, profile)
+    wanted = {"generator_version": GENERATOR_VERSION, "seed": seed, "language": language, "requested_tokens": tokens,
+              **_profile_key(profile)}
     if _existing_run(out_dir, wanted, overwrite, "synthetic corpus"):
         return out_dir / "corpus.txt"
     rng = np.random.default_rng([seed, language, 0xC0])
-    sample = _sample_tokens(rng, tokens, language)
-    lex = build_lexicon(language)
+    sample = _sample_tokens(rng, tokens, language, profile)
     sentences = render(sample, language)
     classes = _class_strings(sample)
     doc_first = np.flatnonzero(sample.position == 0)
@@ -529,7 +613,7 @@ def generate_corpus(out_dir: str | Path, tokens: int = 2_000_000, seed: int = 0,
     n_words = int(sample.present.sum())
     meta = {
         "generator": "maskbench.data.synth", "kind": "corpus", "generator_version": GENERATOR_VERSION, "seed": seed,
-        "language": language, "requested_tokens": tokens, "words": n_words, "documents": len(doc_first),
+        "language": language, **_profile_key(profile), "requested_tokens": tokens, "words": n_words, "documents": len(doc_first),
         "sentences": len(sentences), "vocabulary": len(lex.words),
         "class_codes": dict(zip(CLASS_CODES, CLASS_NAMES)),
         "labels": {"sentiment": "0 negative, 1 positive", "negated": "1 when 'never' flips the adverb",
@@ -543,12 +627,18 @@ def generate_corpus(out_dir: str | Path, tokens: int = 2_000_000, seed: int = 0,
     return out_dir / "corpus.txt"
 
 
-def word_class_sentences(n: int, seed: int = 0, language: int = 0) -> list[tuple[list[str], list[str]]]:
+def _profile_key(profile: str) -> dict:
+    """The profile as recorded in meta.json; the standard one is left out, so older folders still match."""
+    return {} if profile == "standard" else {"profile": profile}
+
+
+def word_class_sentences(n: int, seed: int = 0, language: int = 0,
+                         profile: str = "standard") -> list[tuple[list[str], list[str]]]:
     """`n` sentences as (words, word classes), punctuation marks as words: data for layer-wise probes."""
     rng = np.random.default_rng([seed, language, 0xC1A55])
-    sample = sample_documents(rng, max(1, n // 3 + 1), language)
+    lex = lexicon(language, profile)
+    sample = sample_documents(rng, max(1, n // 3 + 1), language, profile=profile)
     rows = np.arange(n)  # documents have >= 3 sentences, so n // 3 + 1 of them hold n sentences
-    lex = build_lexicon(language)
     ids = word_ids(sample, language)
     out = []
     for r in rows.tolist():
@@ -560,7 +650,9 @@ def word_class_sentences(n: int, seed: int = 0, language: int = 0) -> list[tuple
 # ---------------------------------------------------------------------------------------------------------
 # GLUE-format tasks whose answers depend on the latent structure
 
-TASKS = ("synth-sentiment", "synth-agreement", "synth-order")
+TASKS = ("synth-sentiment", "synth-agreement", "synth-order", "synth-sentiment-heldout", "synth-agreement-heldout")
+#: Tasks whose dev and test sentences rest on words the labelled training split never shows (`heldout_split`).
+HELDOUT_TASKS = ("synth-sentiment-heldout", "synth-agreement-heldout")
 
 
 def _violate_agreement(rng, sample: Sample, language: int) -> np.ndarray:
@@ -579,6 +671,24 @@ def _violate_agreement(rng, sample: Sample, language: int) -> np.ndarray:
     sample.gender[:, S["subj_adj"]] = np.where(flip_gender, 1 - sample.gender[:, S["subj_adj"]],
                                                sample.gender[:, S["subj_adj"]])
     return (~violated).astype(np.int64)
+
+
+def _violate_gender(rng, sample: Sample) -> tuple[np.ndarray, np.ndarray]:
+    """Flip the gender ending of one adjective in half the sentences that have one.
+
+    Returns (rows that have an adjective, label per sentence: 1 = agreement kept, 0 = violated). Number
+    agreement is left alone: its `-s` is visible on the noun, gender is not, so only a model that knows
+    the noun's gender (from the adjectives and pronouns it meets in the corpus) can judge a new noun.
+    """
+    slots = np.array([SLOT[name] for name in _ADJECTIVE_SLOTS])
+    present = sample.present[:, slots]
+    eligible = present.any(axis=1)
+    # one present adjective per row, uniformly: the argmax of random keys over the present slots
+    choice = slots[np.argmax(np.where(present, rng.random(present.shape), -1.0), axis=1)]
+    violated = eligible & (rng.random(len(eligible)) < 0.5)
+    rows = np.flatnonzero(violated)
+    sample.gender[rows, choice[rows]] = 1 - sample.gender[rows, choice[rows]]
+    return np.flatnonzero(eligible), (~violated).astype(np.int64)
 
 
 def _tsv_cell(text: str) -> str:
@@ -622,15 +732,23 @@ def _balanced(rng, labels: np.ndarray, count: int) -> np.ndarray:
 
 
 def write_tasks(out_dir: str | Path, seed: int = 0, language: int = 0, train: int = 2000, dev: int = 500,
-                test: int = 500, tasks: tuple[str, ...] = TASKS, overwrite: bool = False) -> dict[str, Path]:
+                test: int = 500, tasks: tuple[str, ...] = TASKS, overwrite: bool = False,
+                profile: str = "standard") -> dict[str, Path]:
     """Write GLUE-format folders (`train.tsv`, `dev.tsv`, `test.tsv` unlabeled with an index, `task.json`).
 
     - `synth-sentiment`: one sentence -> its latent sentiment (negative/positive); needs the polarity of
       adjectives and adverbs, and `never` flips an adverb;
     - `synth-agreement`: one sentence -> acceptable (1) or an agreement violation (0), CoLA-style (MCC);
     - `synth-order`: two sentences -> 1 when B is the sentence right after A in its document, 0 when B
-      comes right before A or from another document.
-    Returns {task name: folder}. Each split is drawn from its own documents.
+      comes right before A or from another document;
+    - `synth-sentiment-heldout`: as `synth-sentiment`, but the polar adjectives and adverbs of dev and
+      test sentences never occur in train (`heldout_split`): their polarity is known only from the corpus;
+    - `synth-agreement-heldout`: one sentence with an adjective -> 1 when every adjective agrees in gender
+      with its noun, 0 when one does not; the nouns of dev and test never occur in train, and a noun's
+      gender shows only in the corpus (its adjectives, the pronouns that refer to it).
+    The three first tasks can be learnt from their labelled examples alone; the held-out ones need what
+    pretraining on the corpus taught (docs/data.md). Returns {task name: folder}. Each split is drawn
+    from its own documents.
     """
     for name in tasks:
         if name not in TASKS:
@@ -641,8 +759,9 @@ def write_tasks(out_dir: str | Path, seed: int = 0, language: int = 0, train: in
         if size < 2:
             raise DataError(f"--{split} must be at least 2 examples, got {size}")
     tasks = tuple(name for name in TASKS if name in tasks)
+    lexicon(language, profile)  # an unknown profile is an error before anything is written
     wanted = {"kind": "tasks", "generator_version": GENERATOR_VERSION, "seed": seed, "language": language,
-              "sizes": sizes, "tasks": list(tasks)}
+              **_profile_key(profile), "sizes": sizes, "tasks": list(tasks)}
     if _existing_run(out_dir, wanted, overwrite, "synthetic task set"):
         return {name: out_dir / name for name in tasks}
     folders = {}
@@ -656,14 +775,19 @@ def write_tasks(out_dir: str | Path, seed: int = 0, language: int = 0, train: in
             for s, (split, size) in enumerate(sizes.items()):
                 rng = np.random.default_rng([seed, language, 0x7A5C, t, s])
                 if name == "synth-order":
-                    texts, labels = _order_examples(rng, size, language)
+                    texts, labels = _order_examples(rng, size, language, profile)
                 else:
-                    sample = sample_documents(rng, size // 2 + 8, language)
-                    if name == "synth-sentiment":
+                    side = (0 if split == "train" else 1) if name in HELDOUT_TASKS else None
+                    sample = sample_documents(rng, size // 2 + 8, language, side=side, profile=profile,
+                                              intensifiers=False)
+                    eligible = np.arange(len(sample.doc))
+                    if name.startswith("synth-sentiment"):
                         labels_all = sample.sentiment
-                    else:
+                    elif name == "synth-agreement":
                         labels_all = _violate_agreement(rng, sample, language)
-                    rows = _balanced(rng, labels_all, size)
+                    else:
+                        eligible, labels_all = _violate_gender(rng, sample)
+                    rows = eligible[_balanced(rng, labels_all[eligible], size)]
                     if len(rows) < size:  # pragma: no cover - draws 2.5x more sentences than needed
                         raise DataError("internal: too few synthetic sentences")
                     sentences = render(sample, language, rows)
@@ -673,6 +797,13 @@ def write_tasks(out_dir: str | Path, seed: int = 0, language: int = 0, train: in
             if name == "synth-sentiment":
                 _write_task(tmp / name, name, "single sentence -> latent sentiment", ["sentence"],
                             ["negative", "positive"], ["accuracy"], splits)
+            elif name == "synth-sentiment-heldout":
+                _write_task(tmp / name, name, "single sentence -> latent sentiment; the polar words of dev and "
+                            "test never occur in train", ["sentence"], ["negative", "positive"], ["accuracy"], splits)
+            elif name == "synth-agreement-heldout":
+                _write_task(tmp / name, name, "single sentence -> adjectives agree in gender with their nouns (1) "
+                            "or one does not (0); the nouns of dev and test never occur in train", ["sentence"],
+                            ["unacceptable", "acceptable"], ["accuracy"], splits)
             elif name == "synth-agreement":
                 _write_task(tmp / name, name, "single sentence -> grammatical (1) or agreement violated (0)",
                             ["sentence"], ["unacceptable", "acceptable"], ["mcc", "accuracy"], splits)
@@ -683,9 +814,9 @@ def write_tasks(out_dir: str | Path, seed: int = 0, language: int = 0, train: in
     return folders
 
 
-def _order_examples(rng, size: int, language: int) -> tuple[list[list[str]], list[int]]:
+def _order_examples(rng, size: int, language: int, profile: str = "standard") -> tuple[list[list[str]], list[int]]:
     """Half true (A, next B); a quarter swapped (B, A); a quarter A with a sentence of another document."""
-    sample = sample_documents(rng, size // 2 + 8, language)
+    sample = sample_documents(rng, size // 2 + 8, language, profile=profile, intensifiers=False)
     sentences = np.array(render(sample, language), dtype=object)
     n = len(sentences)
     has_next = np.flatnonzero(sample.position < sample.doc_length - 1)

@@ -45,6 +45,7 @@ class DataSection:
     source: Literal["synth", "files", "none"] = "synth"  # none: no corpus (pretrain.checkpoint gives the model)
     inputs: list[str] = field(default_factory=list)
     synth_tokens: int = 200_000
+    synth_profile: str = "standard"  # data.synth.PROFILES: "compact" is the language the tiny scale can learn
     seed: int = 0
     tasks: list[str] = field(default_factory=lambda: ["synth-sentiment", "synth-agreement", "synth-order"])
     task_train: int = 2000
@@ -53,6 +54,7 @@ class DataSection:
 
     def __post_init__(self):
         check_range("synth_tokens", self.synth_tokens, 1000)
+        check_choice("synth_profile", self.synth_profile, ("standard", "compact"))
         check_range("task_train", self.task_train, 2)
         check_range("task_dev", self.task_dev, 2)
         check_range("samples", self.samples, 1)
@@ -216,7 +218,8 @@ def prepare_stage(ctx: StageContext) -> dict:
     if data.source == "synth":
         from ..data.synth import generate_corpus
 
-        inputs = [str(generate_corpus(out / "corpus", tokens=data.synth_tokens, seed=data.seed))]
+        inputs = [str(generate_corpus(out / "corpus", tokens=data.synth_tokens, seed=data.seed,
+                                      profile=data.synth_profile))]
     elif data.source == "files":
         if not data.inputs:
             raise ConfigError("data.source = \"files\" needs data.inputs (files, folders or globs); "
@@ -229,7 +232,7 @@ def prepare_stage(ctx: StageContext) -> dict:
         from ..data.synth import write_tasks
 
         written = write_tasks(out / SYNTH_TASKS_DIR, seed=data.seed, train=data.task_train, dev=data.task_dev,
-                              test=data.task_dev, tasks=tuple(data.tasks))
+                              test=data.task_dev, tasks=tuple(data.tasks), profile=data.synth_profile)
         tasks = sorted(written)
     if not inputs:  # a given checkpoint brings its own tokenizer; keep task sentences as samples
         samples = []

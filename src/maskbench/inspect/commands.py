@@ -161,7 +161,7 @@ def _probe(args: argparse.Namespace) -> int:
     from ..config import load_config
     from ..errors import MaskbenchError
     from ..io import write_json, write_text
-    from .probes import ProbeConfig, plot_probes, probe, read_labels, table
+    from .probes import ProbeConfig, holdout_note, plot_probes, probe, read_labels, table
 
     base = {}
     if args.task is not None:
@@ -196,7 +196,7 @@ def _probe(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "probe.json", {"task": config.task, "runs": [r.to_json() for r in results]})
     plot_probes(results, out / "probe.png")
-    text = table(results)
+    text = table(results) + "\n\n" + holdout_note(results[0])
     write_text(out / "probe.md", text + "\n")
     print(text)
     print(f"\nwrote {out / 'probe.json'} and {out / 'probe.png'}")

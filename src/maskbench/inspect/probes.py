@@ -1,8 +1,16 @@
 """Layer-wise linear probes: how much of a property each layer's frozen hidden states expose linearly.
 
 For every layer (the embeddings, then each Transformer layer) a softmax-regression probe is trained on
-the hidden states of training sentences and scored on held-out sentences (the split is by sentence, so
-no sentence contributes to both sides). All layers' probes are trained at once as one batched matmul.
+the hidden states of training positions and scored on held-out ones. All layers' probes are trained at
+once as one batched matmul.
+
+What is held out matters. Word-level tasks (`word_class`, `labels`) hold out *words* by default
+(`holdout = "words"`): a share `val_fraction` of the distinct word forms is never seen in probe training
+and is scored alone. A probe tested on the words it was trained on measures only whether the states
+identify the word (a random embedding does that as well as a pretrained one); on new words it measures
+what the model knows of a word it was never told the label of. `holdout = "sentences"` splits by
+sentence instead (the words of the validation side mostly also occur in training). `token_identity`
+always splits by sentence: its label is the word itself.
 
 Tasks:
 - `token_identity`: recover the input token id. A fraction `mask_rate` of the word tokens is replaced by
@@ -27,6 +35,7 @@ from ..errors import DataError, MaskbenchError
 from ..runtime import progress_enabled
 
 TASKS = ("token_identity", "word_class", "labels")
+HOLDOUTS = ("words", "sentences")
 
 
 @dataclass
@@ -39,7 +48,8 @@ class ProbeConfig:
     mask_rate: float = 0.15      # token_identity: fraction of word tokens replaced by [MASK]
     max_examples: int = 20000    # per subset, positions kept (a seeded random subset)
     max_classes: int = 1000      # token_identity: the most frequent training ids; rarer ones count as errors
-    val_fraction: float = 0.2
+    val_fraction: float = 0.2    # share of sentences, or of distinct words (holdout = "words"), held out
+    holdout: str = "words"       # word-level tasks: validation words never seen in training; or "sentences"
     epochs: int = 20
     min_steps: int = 300         # small data sets still get this many optimizer steps
     batch_size: int = 512
@@ -50,6 +60,7 @@ class ProbeConfig:
 
     def __post_init__(self):
         check_choice("task", self.task, TASKS)
+        check_choice("holdout", self.holdout, HOLDOUTS)
         check_range("samples", self.samples, 2)
         check_range("max_length", self.max_length, 4)
         check_range("mask_rate", self.mask_rate, 0, 1, low_open=True, high_open=True)
@@ -136,6 +147,7 @@ class _Examples:
     features: dict[str, np.ndarray]   # subset -> [layers, N, H]
     labels: dict[str, np.ndarray]     # subset -> [N]
     sentence: dict[str, np.ndarray]   # subset -> [N] (for the split)
+    word: dict[str, np.ndarray] = field(default_factory=dict)  # subset -> [N] word form (word-level tasks)
 
 
 def _collect(model, batch: dict[str, np.ndarray], picks: dict[str, np.ndarray], labels: dict[str, np.ndarray],
@@ -221,13 +233,20 @@ def word_label_examples(model, tokenizer, words: Sequence[Sequence[str]], labels
                                               word_ids[:, 1:] != word_ids[:, :-1]], axis=1)
     flat = [str(x) for lab in labels for x in lab]
     names, codes = np.unique(np.array(flat, dtype=object).astype(str), return_inverse=True)
+    forms, form_codes = np.unique(np.array([str(x) for w in words for x in w], dtype=object).astype(str),
+                                  return_inverse=True)
     offsets = np.cumsum([0] + [len(lab) for lab in labels[:-1]])
-    grid = np.full(word_ids.shape, -1, dtype=np.int64)
     rows, cols = np.nonzero(first)
+    grid = np.full(word_ids.shape, -1, dtype=np.int64)
     grid[rows, cols] = codes[offsets[rows] + word_ids[rows, cols]]
+    form_grid = np.full(word_ids.shape, -1, dtype=np.int64)
+    form_grid[rows, cols] = form_codes[offsets[rows] + word_ids[rows, cols]]
     picks = {"words": _cap(first, config.max_examples, rng)}
-    ex = _collect(model, batch, picks, {"words": grid}, config.forward_batch_size, "probe features")
-    ex.labels["words"] = np.asarray(names)[ex.labels["words"]]
+    # the label grid and the word-form grid are gathered at the same positions in the same order
+    ex = _collect(model, batch, picks, {"words": grid * len(forms) + form_grid}, config.forward_batch_size,
+                  "probe features")
+    ex.word["words"] = np.asarray(forms)[ex.labels["words"] % len(forms)]
+    ex.labels["words"] = np.asarray(names)[ex.labels["words"] // len(forms)]
     return ex
 
 
@@ -335,10 +354,27 @@ def _split(sentences: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     return np.isin(sentences, ids[val])
 
 
-def _fit_subset(feats, labels, sentences, config: ProbeConfig, limit_classes: bool, name: str):
-    val = _split(sentences, config.val_fraction, config.seed)
-    if val.all() or not val.any():
-        raise DataError("probes need at least 2 sentences (one for training, one for validation)")
+def _split_words(words: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Bool [N]: the example's word form is one of the held-out forms (a seeded share of distinct forms)."""
+    forms = np.unique(words)
+    rng = np.random.default_rng(seed + 2)
+    held = rng.random(len(forms)) < fraction
+    if len(forms) >= 2 and (held.all() or not held.any()):
+        held[:] = False
+        held[rng.integers(len(forms))] = True
+    return np.isin(words, forms[held])
+
+
+def _fit_subset(feats, labels, sentences, config: ProbeConfig, limit_classes: bool, name: str, words=None):
+    if words is not None and config.holdout == "words":
+        val = _split_words(words, config.val_fraction, config.seed)
+        if val.all() or not val.any():
+            raise DataError("holding out words needs at least 2 distinct words; give more sentences "
+                            "or --set holdout=sentences")
+    else:
+        val = _split(sentences, config.val_fraction, config.seed)
+        if val.all() or not val.any():
+            raise DataError("probes need at least 2 sentences (one for training, one for validation)")
     train_labels = labels[~val]
     classes, counts = np.unique(train_labels, return_counts=True)
     if limit_classes and len(classes) > config.max_classes:
@@ -354,7 +390,11 @@ def _fit_subset(feats, labels, sentences, config: ProbeConfig, limit_classes: bo
     values, freq = np.unique(codes[~val][codes[~val] >= 0], return_counts=True)
     majority = values[freq.argmax()]
     baseline = float((codes[val] == majority).mean())
-    return train_acc, val_acc, baseline, {"train": int((~val).sum()), "validation": int(val.sum())}, len(classes)
+    count = {"train": int((~val).sum()), "validation": int(val.sum())}
+    if words is not None and config.holdout == "words":
+        count["validation_words"] = int(len(np.unique(words[val])))
+        count["train_words"] = int(len(np.unique(words[~val])))
+    return train_acc, val_acc, baseline, count, len(classes)
 
 
 def probe(model, tokenizer, config: ProbeConfig | None = None, *, texts: Sequence[str] | None = None,
@@ -384,14 +424,27 @@ def probe(model, tokenizer, config: ProbeConfig | None = None, *, texts: Sequenc
         if ex.labels[subset].size == 0:
             continue
         tr, va, base, count, ncls = _fit_subset(ex.features[subset], ex.labels[subset], ex.sentence[subset],
-                                                config, limit, subset)
+                                                config, limit, subset, ex.word.get(subset))
         acc[subset] = [round(float(v), 5) for v in va]
         train_acc[subset] = [round(float(v), 5) for v in tr]
         baseline[subset] = round(base, 5)
         examples[subset] = count
         classes[subset] = ncls
+    held = "words" if ex.word and config.holdout == "words" else "sentences"
     return ProbeResult(name=name, task=config.task, accuracy=acc, train_accuracy=train_acc, baseline=baseline,
-                       examples=examples, classes=classes, meta={"config": asdict(config)})
+                       examples=examples, classes=classes, meta={"config": asdict(config), "holdout": held})
+
+
+def holdout_note(result: ProbeResult) -> str:
+    """One line that says what the validation side holds out (printed with every probe table)."""
+    if result.meta.get("holdout") == "words":
+        counts = next(iter(result.examples.values()))
+        return (f"held out: words — validation scores {counts.get('validation_words', '?')} word forms never seen "
+                f"in probe training ({counts.get('train_words', '?')} seen); what a layer knows of a new word, "
+                "not whether it identifies a known one (--set holdout=sentences to split by sentence)")
+    return ("held out: sentences — validation sentences are new, their words mostly are not "
+            + ("(token_identity: the label is the word itself)" if result.task == "token_identity"
+               else "(--set holdout=words to test on new words)"))
 
 
 # ---------------------------------------------------------------- reporting
