@@ -160,13 +160,16 @@ class SelfAttention(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, explicit: bool = False,
-                rows: torch.Tensor | None = None):
+                rows: torch.Tensor | None = None, static_rows: bool = False):
         """`mask`: bool [B, 1, 1, L] (True = attend) or None. Returns (output, probs, q, k).
 
         With `rows` (sorted flat indices into [B * L]) only those positions are computed: keys and values
         still come from every position, but queries, the output projection, residual and LayerNorm run on
-        the N given rows, and the output is [N, H] (see `EncoderModel.forward`'s `final_rows`)."""
-        if rows is not None:
+        the N given rows, and the output is [N, H] (see `EncoderModel.forward`'s `final_rows`).
+        With `static_rows` the rows may come in any order and the attention runs at every position (one
+        FlashAttention call, no shape that depends on the data); only the output projection, residual and
+        LayerNorm are limited to the rows."""
+        if rows is not None and not static_rows:
             return self._forward_rows(x, mask, rows), None, None, None
         b, length, h = x.shape
         qkv = self.qkv(self.LayerNorm(x) if self.pre_norm else x)
@@ -183,6 +186,8 @@ class SelfAttention(nn.Module):
         else:
             context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
         context = context.transpose(1, 2).reshape(b, length, h)
+        if rows is not None:
+            x, context = x.reshape(b * length, h)[rows], context.reshape(b * length, h)[rows]
         return self._residual(x, context), probs, q, k
 
     def _residual(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
@@ -249,11 +254,15 @@ def init_weights(module: nn.Module, std: float, generator: torch.Generator | Non
 
 
 def padding_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None:
-    """[B, L] 1/0 mask → bool [B, 1, 1, L], or None when nothing is padded (the fastest SDPA path)."""
+    """[B, L] 1/0 mask → bool [B, 1, 1, L], or None when nothing is padded (the fastest SDPA path).
+
+    Only an eager CPU tensor is looked at: on an accelerator the look would stop the host until the device
+    catches up, and under `torch.compile` it would break the graph. Callers there drop an all-ones mask
+    before the batch leaves the CPU (`maskbench.train.evaluate.to_device`)."""
     if attention_mask is None:
         return None
     keep = attention_mask.bool()
-    if bool(keep.all()):
+    if keep.device.type == "cpu" and not torch.compiler.is_compiling() and bool(keep.all()):
         return None
     return keep[:, None, None, :]
 
@@ -282,12 +291,14 @@ class EncoderModel(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None, output_hidden_states: bool = False,
                 output_attentions: bool = False, output_qk: bool = False,
-                final_rows: torch.Tensor | None = None) -> EncoderOutput:
+                final_rows: torch.Tensor | None = None, static_rows: bool = False) -> EncoderOutput:
         """`final_rows` (sorted flat indices into [B * L]): the positions whose final hidden state the caller
         needs, e.g. the labelled ones of masked LM. The last layer then computes queries, attention output
         and feed-forward at those rows only (keys and values still from every position: the result is the
         same), and `last_hidden_state` is [N, H] for those rows, `pooled` None. At 15% masking this skips
-        most of the last layer."""
+        most of the last layer. `static_rows`: `final_rows` has a length fixed in advance and any order; the
+        last layer's attention then runs at every position and the rest at the rows (shapes stay static
+        for the compiler, see `SelfAttention.forward`)."""
         if input_ids.shape[1] > self.config.max_positions:
             raise ConfigError(f"sequence length {input_ids.shape[1]} exceeds max_positions "
                               f"{self.config.max_positions}; shorten the input or build a larger model",
@@ -303,7 +314,8 @@ class EncoderModel(nn.Module):
         last = self.config.num_layers - 1
         for i in range(self.config.num_layers):
             attention, ffn = self.layer_blocks(i)
-            x, probs, q, k = attention(x, mask, explicit, rows=final_rows if i == last else None)
+            x, probs, q, k = attention(x, mask, explicit, rows=final_rows if i == last else None,
+                                       static_rows=static_rows)
             x = ffn(x)
             if i == last and self.LayerNorm is not None:
                 x = self.LayerNorm(x)

@@ -376,10 +376,9 @@ class EncoderDecoderModel(nn.Module):
             flat_labels = labels.reshape(-1)
             keep = flat_labels != IGNORE_INDEX
             count = keep.sum()
-            if bool(count > 0):
-                result["loss"] = F.cross_entropy(flat_logits, flat_labels, ignore_index=IGNORE_INDEX)
-            else:
-                result["loss"] = flat_logits.sum() * 0.0
+            # sum / max(count, 1): the mean over labelled rows, 0 when there are none, with no host sync
+            total = F.cross_entropy(flat_logits, flat_labels, ignore_index=IGNORE_INDEX, reduction="sum")
+            result["loss"] = total / count.clamp(min=1)
             result["correct"] = ((flat_logits.detach().argmax(-1) == flat_labels) & keep).sum()
             result["count"] = count
         return result

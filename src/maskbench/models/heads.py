@@ -9,11 +9,14 @@ the labelled rows are identical to those of the usual dense computation.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..config import check_choice, check_range
+from ..errors import ConfigError
 from .encoder import EncoderConfig, EncoderModel, activation_fn, init_weights
 
 IGNORE_INDEX = -100
@@ -36,6 +39,23 @@ class MLMHead(nn.Module):
         return F.linear(x, word_embeddings, self.bias)
 
 
+def prediction_capacity(rate: float, batch: int, length: int) -> int:
+    """Rows the static-shape MLM path predicts per batch: ceil(rate · tokens), at least 1 (cramming's rule,
+    rounded up so that an exact-rate objective never has more labelled rows than this)."""
+    return max(1, min(batch * length, math.ceil(rate * batch * length - 1e-9)))
+
+
+def _static_loss_and_counts(logits: torch.Tensor, targets: torch.Tensor):
+    """`_loss_and_counts` over a fixed number of rows, some of them IGNORE_INDEX fillers: the same mean
+    (sum over real rows / their count) without a shape or a branch that depends on the data."""
+    valid = targets != IGNORE_INDEX
+    count = valid.sum()
+    total = F.cross_entropy(logits.float(), targets, ignore_index=IGNORE_INDEX, reduction="sum")
+    loss = total / count.clamp(min=1)
+    correct = ((logits.detach().argmax(-1) == targets) & valid).sum()
+    return loss, correct, count
+
+
 def _loss_and_counts(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Mean cross-entropy (0 with a live graph when there is nothing to predict), #correct, #predicted."""
     count = torch.tensor(targets.numel(), dtype=torch.long, device=targets.device)
@@ -50,11 +70,13 @@ class EncoderForPretraining(nn.Module):
     """Encoder + sparse MLM head (+ NSP or SOP head on the pooled [CLS]); `forward(**batch)` gives the loss."""
 
     def __init__(self, config: EncoderConfig, sentence_task: str | None = None,
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None, static_predictions: float | None = None):
         super().__init__()
         check_choice("sentence_task", sentence_task, SENTENCE_TASKS)
+        check_range("static_predictions", static_predictions, 0, 1, low_open=True)
         self.config = config
         self.sentence_task = sentence_task
+        self.static_predictions = static_predictions
         self.encoder = EncoderModel(config, generator)
         self.mlm = MLMHead(config)
         self.sentence = nn.Linear(config.hidden_size, 2) if sentence_task else None
@@ -77,7 +99,9 @@ class EncoderForPretraining(nn.Module):
         result = {}
         loss = None
         pooled = None
-        if labels is not None:
+        if labels is not None and self.static_predictions:
+            loss, pooled = self._static_mlm(input_ids, attention_mask, token_type_ids, labels, result)
+        elif labels is not None:
             batch, length = labels.shape
             predicted = labels.reshape(-1) != IGNORE_INDEX
             needed = predicted.clone()
@@ -104,6 +128,36 @@ class EncoderForPretraining(nn.Module):
         if loss is not None:
             result["loss"] = loss
         return result
+
+
+    def _static_mlm(self, input_ids, attention_mask, token_type_ids, labels, result):
+        """The MLM loss over `prediction_capacity` rows (cramming's sparse prediction): the labelled positions
+        first, in order, then unlabelled ones as IGNORE_INDEX fillers, so every shape is known before the
+        data is seen (no `nonzero`, no host sync, one compiled graph). Loss and counts equal the dynamic path;
+        a batch with more labelled rows than the capacity is refused (on the CPU; elsewhere the caller checks,
+        as the trainer does before the batch leaves the CPU)."""
+        batch, length = labels.shape
+        flat = labels.reshape(-1)
+        capacity = prediction_capacity(self.static_predictions, batch, length)
+        predicted = flat != IGNORE_INDEX
+        if flat.device.type == "cpu" and not torch.compiler.is_compiling():
+            found = int(predicted.sum())
+            if found > capacity:
+                raise ConfigError(f"{found} labelled positions exceed the static capacity of {capacity} "
+                                  f"({self.static_predictions} of {batch}x{length} tokens); raise it or use an "
+                                  f"exact-rate objective", "static_predictions")
+        order = torch.sort(predicted.to(torch.uint8), descending=True, stable=True).indices
+        rows = order[:capacity]
+        if self.sentence is not None:
+            cls_rows = torch.arange(batch, device=flat.device) * length
+            rows = torch.cat([rows, cls_rows])
+        out = self.encoder(input_ids, attention_mask, token_type_ids, final_rows=rows, static_rows=True)
+        hidden = out.last_hidden_state
+        logits = self.mlm(hidden[:capacity], self.encoder.embeddings.word_embeddings.weight)
+        mlm_loss, correct, count = _static_loss_and_counts(logits, flat[rows[:capacity]])
+        result.update(mlm_loss=mlm_loss, mlm_correct=correct, mlm_count=count)
+        pooled = torch.tanh(self.encoder.pooler(hidden[capacity:])) if self.sentence is not None else None
+        return mlm_loss, pooled
 
 
 class EncoderForSequenceClassification(nn.Module):
