@@ -182,5 +182,22 @@ def shuffled_batches(n: int, batch_size: int, generator: np.random.Generator) ->
     return [order[i:i + batch_size] for i in range(0, n, batch_size)]
 
 
+def bucketed_batches(lengths: np.ndarray, batch_size: int, generator: np.random.Generator,
+                     pool: int = 64) -> list[np.ndarray]:
+    """`shuffled_batches` with length bucketing: the shuffled order is cut into pools of `pool` batches,
+    each pool is sorted by length and cut into batches, and the batches are shuffled again. Every example
+    still appears once per epoch; a batch pads only to members of similar length (less padding, fewer
+    wasted FLOPs). The grouping follows the examples' lengths, so batches are less random than plain
+    shuffling; `pool=1` gives `shuffled_batches`' batch contents."""
+    order = generator.permutation(len(lengths))
+    span = batch_size * pool
+    batches = []
+    for start in range(0, len(order), span):
+        chunk = order[start:start + span]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in generator.permutation(len(batches))]
+
+
 def steps_per_epoch(n: int, batch_size: int) -> int:
     return math.ceil(n / batch_size)

@@ -105,6 +105,7 @@ def build_model(model_table: dict, vocab_size: int, sentence_task: str | None, s
 
     table = dict(model_table)
     size = table.pop("size", "bert-tiny")
+    static_predictions = table.pop("static_predictions", None)
     base = named_config(size)
     wired = {"vocab_size": vocab_size}
     if special is not None:
@@ -121,7 +122,14 @@ def build_model(model_table: dict, vocab_size: int, sentence_task: str | None, s
         if seq2seq:
             raise ConfigError(f"this objective trains an encoder-decoder; choose a T5 size such as 't5-tiny' "
                               f"(got '{size}')", "model.size")
-        return EncoderForPretraining(config, sentence_task=sentence_task, generator=generator)
+        try:
+            return EncoderForPretraining(config, sentence_task=sentence_task, generator=generator,
+                                         static_predictions=static_predictions)
+        except ConfigError as e:
+            raise e.under("model") from None
+    if static_predictions is not None:
+        raise ConfigError("applies to the masked-LM head of an encoder (a bert-* or albert-* size); remove it",
+                          "model.static_predictions")
     if sentence_task:
         raise ConfigError(f"NSP/SOP need an encoder (a bert-* or albert-* size), got '{size}'", "model.size")
     if not seq2seq and config.variant != "encoder_only":
