@@ -73,3 +73,23 @@ def resolve_device(name: str = "auto") -> "torch.device":
             return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         return torch.device("cpu")
     return torch.device(name)
+
+
+#: The cuBLAS workspace setting under which cuBLAS picks the same reduction order on every call.
+CUBLAS_DETERMINISTIC = ":4096:8"
+
+
+def make_deterministic() -> None:
+    """Deterministic kernels for this process (`deterministic = true`): the same inputs give the same bits,
+    also on a GPU, so a resumed run repeats the uninterrupted one there too.
+
+    cuBLAS reads CUBLAS_WORKSPACE_CONFIG when PyTorch creates its handle, so call this before any CUDA work
+    (the trainer does, before it picks its device). Kernels without a deterministic version then raise
+    instead of silently differing; cuDNN autotuning is switched off."""
+    import torch  # lazy: runtime is imported by the CLI before it needs torch (`--help` speed)
+
+    if os.environ.get("CUBLAS_WORKSPACE_CONFIG") not in (CUBLAS_DETERMINISTIC, ":16:8"):
+        os.environ["CUBLAS_WORKSPACE_CONFIG"] = CUBLAS_DETERMINISTIC
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False

@@ -213,6 +213,7 @@ class PretrainConfig:
     device: str = "auto"
     precision: Literal["fp32", "bf16"] = "fp32"
     compile: bool = False
+    deterministic: bool = False  # deterministic kernels (bit-exact resume on a GPU too; see docs/pretraining.md)
     threads: int | None = None  # torch intra-op threads; None: PyTorch's default
     format_version: int = FORMAT_VERSION
 

@@ -28,6 +28,7 @@ import torch
 from ..config import dumps_toml, from_dict, to_dict
 from ..errors import CheckpointError, ConfigError, DataError, MaskbenchError
 from ..io import read_jsonl, write_json
+from ..runtime import make_deterministic
 from . import checkpoint as ckpt
 from .config import FORMAT_VERSION, PretrainConfig, load_pretrain_config
 from .distributed import (World, close_world, full_model_state, full_state_dicts, init_world, load_full_state_dicts,
@@ -283,6 +284,8 @@ class Trainer:
         """Set up a run (data, model, optimiser, run folder; restored from the newest checkpoint with
         `resume`). The caller owns the result: `run()` closes it, otherwise call `close()`."""
         caller_threads = torch.get_num_threads()
+        if config.deterministic:  # before the device is first touched: cuBLAS reads its setting then
+            make_deterministic()
         world = init_world(config.distributed, config.device)
         try:
             if config.threads:
