@@ -65,6 +65,7 @@ class Side:
     step: object
     tokens: object
     flops: object  # FLOPs of step i (same formula for both sides)
+    shapes: int = 1  # distinct batch shapes: warm-up visits each (first use of a shape plans its kernels)
 
 
 def sync(device: torch.device) -> None:
@@ -131,12 +132,11 @@ def maskbench_pretrain(shards: Path, case: dict, objective: dict, compiled: bool
         "log": {"progress": False, "tensorboard": False, "every": 10**9},
         "checkpoint": {"every": 0, "final": False}, "eval": {"at_end": False},
     })
-    trainer = Trainer(config, out)
-    trainer._prepare()
+    trainer = Trainer.build(config, out)
 
     def step(index: int) -> None:
-        trainer.step = index
-        trainer._train_step()
+        """The trainer's next step (its own batch sequence; `index` only keeps the sides' counts equal)."""
+        trainer.train_step()
 
     return trainer, step
 
@@ -284,7 +284,7 @@ def finetune_case(name: str, case: dict, args, shards: Path, compiled: bool, dev
             return encoder_flops(config, seqs.sum(), 1, 0, 0) + 12 * config.num_layers * config.hidden_size * float(
                 (seqs**2).sum())
 
-        return Side(step, lambda i: real[i % len(real)], flops)
+        return Side(step, lambda i: real[i % len(real)], flops, shapes=len(batches))
 
     config = named_config(case["size"], vocab_size=VOCAB["bert"])
     for key, value in case.get("overrides", {}).items():
@@ -306,14 +306,14 @@ CASES = {"bert-base": mlm_case, "bert-large": mlm_case, "t5-base": t5_case, "fin
 def measure(sides: dict[str, Side], args, device) -> dict:
     """Warm up each side, then alternate windows; per side: median tokens/s, spread, peak memory."""
     for side in sides.values():
-        for i in range(args.warmup):
+        for i in range(max(args.warmup, side.shapes)):
             side.step(i)
         sync(device)
     times = {name: [] for name in sides}
     tokens = {name: [] for name in sides}
     flops = {name: [] for name in sides}
     memory = dict.fromkeys(sides, 0)
-    index = args.warmup
+    index = max(args.warmup, *(side.shapes for side in sides.values()))
     for window in range(args.windows):
         order = list(sides) if window % 2 == 0 else list(sides)[::-1]
         for name in order:
@@ -372,7 +372,7 @@ def main() -> None:
     peak = matmul_peak(args.precision, device=device.type)
     info = (f"device {torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}; torch "
             f"{torch.__version__}, CUDA {torch.version.cuda}; {args.precision}; measured matmul peak "
-            f"{peak / 1e12:.1f} TFLOP/s; median of {args.windows} windows x {args.steps} steps after "
+            f"{peak / 1e12:.3g} TFLOP/s; median of {args.windows} windows x {args.steps} steps after "
             f"{args.warmup} warm-up steps; sides alternate")
     print(info, flush=True)
     attention = (torch.nn.attention.sdpa_kernel([torch.nn.attention.SDPBackend.MATH]) if args.no_flash

@@ -43,3 +43,28 @@ def test_same_seed_same_batches():
     a = bucketed_batches(lengths, 8, np.random.default_rng(5))
     b = bucketed_batches(lengths, 8, np.random.default_rng(5))
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+
+def test_length_bucketing_switch_trains_on_bucketed_batches(tmp_path, monkeypatch):
+    """`length_bucketing = true` takes its batches from `bucketed_batches`; off, it never calls it."""
+    import maskbench.finetune.loop as loop
+    from maskbench.data.glue import load_task
+    from maskbench.data.synth import write_tasks
+    from maskbench.data.tokenizer import train_tokenizer
+    from maskbench.finetune import finetune
+    from maskbench.finetune.config import FinetuneConfig
+
+    write_tasks(tmp_path / "tasks", seed=0, train=48, dev=16, test=8, tasks=("synth-agreement",))
+    task = tmp_path / "tasks" / "synth-agreement"
+    train_tokenizer([], "wordpiece", 300, tmp_path / "tok.json", texts=load_task(task).splits["train"].text_a)
+    calls = []
+    real = loop.bucketed_batches
+    monkeypatch.setattr(loop, "bucketed_batches", lambda *a, **k: calls.append(a) or real(*a, **k))
+    for bucketing in (False, True):
+        cfg = FinetuneConfig(task=str(task), checkpoint="random:bert-tiny", tokenizer=str(tmp_path / "tok.json"),
+                             seeds=[0], max_steps=2, batch_size=8, max_length=32, progress=False,
+                             length_bucketing=bucketing)
+        finetune(cfg, tmp_path / f"out-{bucketing}")
+        assert len(calls) == int(bucketing)
+    assert len(calls[0][0]) == 48

@@ -32,8 +32,8 @@ def batch(rows: int, length: int, rate: float, seed: int, padded: bool = True) -
             "sentence_label": torch.randint(0, 2, (rows,), generator=g)}
 
 
-def pair(sentence=None, share="none"):
-    config = EncoderConfig(**TINY, share=share)
+def pair(sentence=None, share="none", norm="post"):
+    config = EncoderConfig(**TINY, share=share, norm=norm)
     dynamic = EncoderForPretraining(config, sentence_task=sentence, generator=torch.Generator().manual_seed(0))
     static = EncoderForPretraining(config, sentence_task=sentence, generator=torch.Generator().manual_seed(0),
                                    static_predictions=0.5)
@@ -41,9 +41,9 @@ def pair(sentence=None, share="none"):
 
 
 @pytest.mark.parametrize("sentence", [None, "nsp"])
-@pytest.mark.parametrize("share", ["none", "all"])
-def test_static_predictions_give_the_dynamic_loss_counts_and_gradients(sentence, share):
-    dynamic, static = pair(sentence, share)
+@pytest.mark.parametrize("share,norm", [("none", "post"), ("all", "post"), ("none", "pre")])
+def test_static_predictions_give_the_dynamic_loss_counts_and_gradients(sentence, share, norm):
+    dynamic, static = pair(sentence, share, norm)
     data = batch(4, 24, 0.3, seed=1)
     results = []
     for model in (dynamic, static):
@@ -81,7 +81,7 @@ def test_capacity_is_cramming_count_rounded_up():
 def test_more_labelled_rows_than_the_capacity_is_refused():
     _, static = pair()
     data = batch(2, 10, 0.9, seed=0, padded=False)
-    with pytest.raises(ConfigError, match="static_predictions"):
+    with pytest.raises(ConfigError, match="model.static_predictions"):
         static(**data)
 
 

@@ -109,6 +109,7 @@ class FinetuneConfig:
     epochs: float = 3.0
     max_steps: int | None = None
     batch_size: int = 32
+    length_bucketing: bool = False  # batches of similar lengths (less padding; off: random batches as the papers)
     eval_batch_size: int = 128
     max_length: int = 128
     lr: float | None = None

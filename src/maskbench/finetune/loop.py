@@ -34,7 +34,7 @@ from .child_tuning import (ChildTuningD, ChildTuningF, fisher_information, pretr
                            row_sparse_parameters, top_fraction_masks)
 from .config import FinetuneConfig, default_lr
 from .regularizers import L2SP, apply_mixout, reinit_top_layers, remove_mixout
-from .tasks import (EncodedSplit, batches_in_order, encode_split, pair_tokenizer, shuffled_batches,
+from .tasks import (EncodedSplit, batches_in_order, bucketed_batches, encode_split, pair_tokenizer, shuffled_batches,
                     steps_per_epoch, submission_name)
 
 RANDOM_PREFIX = "random:"
@@ -462,7 +462,8 @@ def train_seed(prep: Prepared, cfg: FinetuneConfig, method: str, seed: int, seed
         epoch = 0
         while state.step < steps:
             epoch += 1
-            batches = shuffled_batches(len(train), cfg.batch_size, data_rng)[:steps - state.step]
+            batches = (bucketed_batches(train.lengths, cfg.batch_size, data_rng) if cfg.length_bucketing
+                       else shuffled_batches(len(train), cfg.batch_size, data_rng))[:steps - state.step]
             bar = _progress(cfg, sum(len(b) for b in batches), f"{method} seed {seed} epoch {epoch}", "ex")
             losses = []
             for rows in batches:

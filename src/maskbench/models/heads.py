@@ -129,6 +129,18 @@ class EncoderForPretraining(nn.Module):
             result["loss"] = loss
         return result
 
+    def check_capacity(self, labels: torch.Tensor) -> None:
+        """Refuse a batch with more labelled positions than the static path predicts (look at CPU labels:
+        on a device the count would wait for it). Nothing to check without `static_predictions`."""
+        if not self.static_predictions:
+            return
+        batch, length = labels.shape
+        capacity = prediction_capacity(self.static_predictions, batch, length)
+        found = int((labels != IGNORE_INDEX).sum())
+        if found > capacity:
+            raise ConfigError(f"{found} labelled positions exceed the static capacity of {capacity} "
+                              f"({self.static_predictions} of {batch}x{length} tokens); raise it or use an "
+                              f"exact-rate objective", "model.static_predictions")
 
     def _static_mlm(self, input_ids, attention_mask, token_type_ids, labels, result):
         """The MLM loss over `prediction_capacity` rows (cramming's sparse prediction): the labelled positions
@@ -141,11 +153,7 @@ class EncoderForPretraining(nn.Module):
         capacity = prediction_capacity(self.static_predictions, batch, length)
         predicted = flat != IGNORE_INDEX
         if flat.device.type == "cpu" and not torch.compiler.is_compiling():
-            found = int(predicted.sum())
-            if found > capacity:
-                raise ConfigError(f"{found} labelled positions exceed the static capacity of {capacity} "
-                                  f"({self.static_predictions} of {batch}x{length} tokens); raise it or use an "
-                                  f"exact-rate objective", "static_predictions")
+            self.check_capacity(labels)
         order = torch.sort(predicted.to(torch.uint8), descending=True, stable=True).indices
         rows = order[:capacity]
         if self.sentence is not None:

@@ -61,8 +61,20 @@ def rank_rows(batch: dict, world: World) -> dict:
 
 
 def to_device(batch: dict, keys: tuple[str, ...], device: torch.device) -> dict:
-    non_blocking = device.type == "cuda"
-    return {k: batch[k].to(device, non_blocking=non_blocking) for k in keys if k in batch}
+    """The model's inputs on `device`. An attention mask with nothing padded is left out (the models read
+    None as "attend everywhere", SDPA's fastest case); it is looked at here, on the CPU, since the same look
+    on a GPU would make the host wait for the device, and under `torch.compile` it would break the graph.
+    To a GPU the tensors go through pinned memory: a copy from pageable memory waits for the device's
+    stream to drain (a host sync per step); from pinned memory it is queued like a kernel."""
+    cuda = device.type == "cuda"
+
+    def move(value: torch.Tensor) -> torch.Tensor:
+        if cuda and value.device.type == "cpu":
+            return value.pin_memory().to(device, non_blocking=True)
+        return value.to(device)
+
+    return {k: move(batch[k]) for k in keys
+            if k in batch and not (k == "attention_mask" and batch[k].device.type == "cpu" and bool(batch[k].all()))}
 
 
 def autocast(device: torch.device, precision: str):

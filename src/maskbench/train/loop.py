@@ -436,6 +436,8 @@ class Trainer:
         stats = WindowStats(s.terms, self.device)
         for index in range(self.accumulation):
             part = {k: v[index * micro:(index + 1) * micro] for k, v in rows.items() if k in s.model_keys}
+            if "labels" in part and hasattr(self.raw_model, "check_capacity"):
+                self.raw_model.check_capacity(part["labels"])  # static shapes: checked here, on the CPU
             part = to_device(part, s.model_keys, self.device)
             with no_sync(self.model, world, skip=index < self.accumulation - 1):
                 with autocast(self.device, cfg.precision):
