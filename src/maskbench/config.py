@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import hashlib
+import json
 import sys
 import types
 import typing
@@ -238,14 +240,29 @@ def save_toml(obj: Any, path: str | Path) -> None:
     write_text(path, dumps_toml(obj))
 
 
-def load_config(cls: type[T], path: str | Path | None = None, overrides: typing.Iterable[str] = (),
-                base: dict | None = None) -> T:
-    """TOML file (optional) + base dict + `--set` overrides -> a validated dataclass."""
+def config_data(path: str | Path | None = None, overrides: typing.Iterable[str] = (), base: dict | None = None,
+                flags: dict | None = None, relative_to_file: typing.Callable[[dict, Path], None] | None = None) -> dict:
+    """The one layering of a configuration, each layer winning over the one before: `base`, the TOML file at
+    `path`, explicit command-line `flags` (None values skipped), `--set` `overrides`.
+
+    `relative_to_file(table, folder)` may rewrite paths written in the file relative to its folder (paths
+    given with flags or `--set` stay relative to the current folder, where the user typed them)."""
     data = dict(base or {})
     if path is not None:
-        data = _deep_merge(data, load_toml(path))
-    data = apply_overrides(data, overrides)
-    return from_dict(cls, data)
+        from_file = load_toml(path)
+        if relative_to_file is not None:
+            relative_to_file(from_file, Path(path).resolve().parent)
+        data = _deep_merge(data, from_file)
+    if flags:
+        data = _deep_merge(data, {k: v for k, v in flags.items() if v is not None})
+    return apply_overrides(data, overrides)
+
+
+def load_config(cls: type[T], path: str | Path | None = None, overrides: typing.Iterable[str] = (),
+                base: dict | None = None, flags: dict | None = None,
+                relative_to_file: typing.Callable[[dict, Path], None] | None = None) -> T:
+    """`config_data(...)` as a validated dataclass `cls`."""
+    return from_dict(cls, config_data(path, overrides, base, flags, relative_to_file))
 
 
 def _deep_merge(a: dict, b: dict) -> dict:
@@ -261,3 +278,28 @@ def _deep_merge(a: dict, b: dict) -> dict:
 def deep_merge(a: dict, b: dict) -> dict:
     """Merge nested dicts, `b` winning (used for presets and experiment axes)."""
     return _deep_merge(a, b)
+
+
+def canonical_json(obj: Any) -> str:
+    """JSON with sorted keys and normalised numbers: the same configuration always gives the same text."""
+    return json.dumps(_normalise(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def _normalise(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _normalise(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_normalise(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, float) and obj.is_integer() and abs(obj) < 2**53:
+        return int(obj)  # 1.0 and 1 are the same setting
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return _normalise(dataclasses.asdict(obj))
+    return obj
+
+
+def config_hash(obj: Any, length: int = 12) -> str:
+    """A short, stable name for a configuration: folder names of experiment cells and stages, the
+    fingerprint of a fine-tuning comparison."""
+    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:length]

@@ -143,7 +143,7 @@ def test_chunks_are_the_references_whole_sentence_chunks(shards, pairs):
 def test_truncation_counts_match_the_references_truncate_seq_pair(len1, len2, limit):
     import random
 
-    from maskbench.data.loader import truncation
+    from maskbench.data.encoding import truncation
 
     a, b = list(range(len1)), list(range(len2))
     reference_truncate_seq_pair(a, b, limit, random.Random(len1 * 1000 + len2))

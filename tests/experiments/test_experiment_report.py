@@ -116,6 +116,20 @@ def test_claim_within_noise_is_inconclusive(results_dir):
     assert verdict.verdict == "inconclusive" and "no difference" in verdict.detail
 
 
+def test_the_same_difference_on_every_seed_is_inconclusive(results_dir):
+    """A paired t-test is undefined without spread; the verdict does not count that as significant."""
+    results = collect(results_dir)
+    for cell in results.cells:
+        rate = cell.assignment.get("pretrain.objective.mask_rate")
+        for seeds in cell.scores.values():
+            for seed in seeds:
+                seeds[seed] = 0.5 + 0.01 * seed + (0.03 if rate == 0.4 else 0.0)
+    verdict = evaluate_claim(results, ClaimSpec(text="x", better={"pretrain.objective.mask_rate": 0.4},
+                                                worse={"pretrain.objective.mask_rate": 0.15}))
+    assert verdict.verdict == "inconclusive"
+    assert "same amount" in verdict.detail and "p =" not in verdict.detail
+
+
 def test_report_can_be_rebuilt_and_terminal_table(results_dir):
     before = (results_dir / "report.md").read_text()
     write_report(results_dir)

@@ -7,7 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from maskbench.errors import ConfigError, MaskbenchError
-from maskbench.experiments.spec import config_hash, list_presets, load_spec, parse_spec
+from maskbench.config import config_hash
+from maskbench.experiments.spec import list_presets, load_spec, parse_spec
 
 
 def spec(**extra):

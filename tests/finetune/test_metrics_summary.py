@@ -61,6 +61,8 @@ def test_paired_test_matches_scipy():
     assert out["t"] == pytest.approx(expected.statistic)
     assert out["diff_mean"] == pytest.approx(np.mean(np.subtract(a, b)))
     assert paired_test([0.5], [0.4])["p"] is None
+    same = paired_test([0.7, 0.6, 0.9], [0.6, 0.5, 0.8])  # +0.1 on every seed, up to float rounding
+    assert same["p"] is None and same["t"] is None and same["diff_mean"] == pytest.approx(0.1)
 
 
 def _run(method, seed, score):

@@ -117,17 +117,11 @@ def _tokenizer_train(args: argparse.Namespace) -> int:
 
 def prepare_config_from_args(args: argparse.Namespace):
     """PrepareConfig from --config, then explicit flags, then --set (the last word wins)."""
-    from ..config import apply_overrides, from_dict, load_toml
+    from ..config import load_config
     from .shards import PrepareConfig
 
-    data = load_toml(args.config) if args.config else {}
-    for flag, key in (("seq_len", "seq_len"), ("val_fraction", "val_fraction"), ("seed", "seed"),
-                      ("sentences", "sentences"), ("text_field", "text_field")):
-        value = getattr(args, flag, None)
-        if value is not None:
-            data[key] = value
-    data = apply_overrides(data, args.overrides)
-    return from_dict(PrepareConfig, data)
+    flags = {key: getattr(args, key, None) for key in ("seq_len", "val_fraction", "seed", "sentences", "text_field")}
+    return load_config(PrepareConfig, args.config, args.overrides, flags=flags)
 
 
 def _prepare(args: argparse.Namespace) -> int:

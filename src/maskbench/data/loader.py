@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, DataError
+from .encoding import truncation
 from .shards import Shards
 
 PAIR_TASKS = (None, "nsp", "sop")
@@ -53,18 +54,6 @@ def _load_torch():
 
 
 _torch, _Dataset = _load_torch()
-
-
-def truncation(len1: np.ndarray, len2: np.ndarray, max_tokens: int) -> tuple[np.ndarray, np.ndarray]:
-    """Tokens the reference's `truncate_seq_pair` removes from each segment: one at a time from the longer
-    (the second on ties) until the pair fits in `max_tokens`."""
-    excess = np.maximum(len1 + len2 - max_tokens, 0)
-    gap = len1 - len2
-    within = excess <= np.abs(gap)
-    rest = excess - np.abs(gap)
-    trim1 = np.where(within, np.where(gap > 0, excess, 0), np.maximum(gap, 0) + rest // 2)
-    trim2 = np.where(within, np.where(gap > 0, 0, excess), np.maximum(-gap, 0) + rest - rest // 2)
-    return trim1, trim2
 
 
 class PretrainBatches(_Dataset):

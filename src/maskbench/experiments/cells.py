@@ -26,9 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ..config import config_hash
 from ..errors import MaskbenchError
 from ..io import read_json, write_json
-from .spec import Cell, config_hash
+from .spec import Cell
 
 INDEX = "experiment.json"  # the experiment folder's index: spec, cells, status
 

@@ -76,7 +76,7 @@ def dry_run_text(spec, scale: str, out: Path) -> str:
     keys omitted), then each cell's label and the keys its axes set."""
     import tomli_w
 
-    from .spec import canonical_json
+    from ..config import canonical_json
     from .stages import validate_config
 
     cells = spec.resolve(scale)

@@ -9,7 +9,6 @@ error; the stages that need it are marked failed with the cause, and everything 
 from __future__ import annotations
 
 import concurrent.futures as futures
-import multiprocessing
 import os
 import platform
 import sys
@@ -19,6 +18,7 @@ from typing import Any
 
 from ..config import dumps_toml
 from ..io import write_json, write_text
+from ..pool import worker_pool
 from .cells import INDEX, StageDef, StageRun, StageStore, cell_record, execute, plan
 from .report import write_report
 from .spec import Cell, ExperimentSpec, load_spec
@@ -174,12 +174,10 @@ def _run_parallel(runs, registry, out, jobs, stages_ref, finished, blocked, labe
     """Dependency-driven scheduling over a pool of spawned workers (torch and fork do not mix)."""
     if isinstance(stages_ref, dict):
         stages_ref = _reference_of(stages_ref)
-    threads = max(1, (os.cpu_count() or 1) // jobs)
     remaining = list(runs)
     running: dict[futures.Future, StageRun] = {}
     done_ids: set[tuple[str, str]] = set()
-    context = multiprocessing.get_context("spawn")
-    with futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+    with worker_pool(jobs) as pool:
         try:
             while remaining or running:
                 ready = [r for r in remaining if all((p, k) in done_ids for p, k in r.parents.items())]
@@ -192,8 +190,7 @@ def _run_parallel(runs, registry, out, jobs, stages_ref, finished, blocked, labe
                         continue
                     stage = registry[run.stage]
                     say(f"start {_describe(run, labels)}")
-                    future = pool.submit(_worker, stages_ref, run, stage.config_for_key(run.config), str(out),
-                                         threads)
+                    future = pool.submit(_worker, stages_ref, run, stage.config_for_key(run.config), str(out))
                     running[future] = run
                 if not running:
                     if remaining:  # pragma: no cover - parents missing from the plan
@@ -231,17 +228,8 @@ def _reference_of(registry: dict[str, StageDef]) -> str:
     raise ValueError("with jobs > 1 the stage registry must be a module-level dict (or a 'module:attr' string)")
 
 
-def _worker(stages_ref: str | None, run: StageRun, key_config: dict, out: str, threads: int) -> dict:
-    try:
-        import torch
-
-        torch.set_num_threads(threads)
-    except ImportError:  # pragma: no cover
-        pass
-    os.environ["OMP_NUM_THREADS"] = str(threads)
-    from ..runtime import tune_allocator
-
-    tune_allocator()
+def _worker(stages_ref: str | None, run: StageRun, key_config: dict, out: str) -> dict:
+    """One stage in a worker of `worker_pool` (threads and allocator already set)."""
     stage = resolve_stages(stages_ref)[run.stage]
     return execute(run, stage.fn, stage.resumable, key_config, out)
 

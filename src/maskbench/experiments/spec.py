@@ -19,15 +19,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import itertools
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-from ..config import check_choice, from_dict, load_toml, unknown_key_error
+from ..config import check_choice, config_data, config_hash, from_dict, unknown_key_error
 from ..errors import ConfigError, MaskbenchError
 
 SCALES = ("tiny", "small", "paper")
@@ -292,30 +290,6 @@ def get_dotted(config: dict, key: str, default: Any = None) -> Any:
     return node
 
 
-def canonical_json(obj: Any) -> str:
-    """JSON with sorted keys and normalised numbers: the same configuration always gives the same text."""
-    return json.dumps(_normalise(obj), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-
-
-def _normalise(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _normalise(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_normalise(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, float) and obj.is_integer() and abs(obj) < 2**53:
-        return int(obj)  # 1.0 and 1 are the same setting
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return _normalise(dataclasses.asdict(obj))
-    return obj
-
-
-def config_hash(obj: Any, length: int = 12) -> str:
-    """A short, stable name for a configuration (folder names of cells and stages)."""
-    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:length]
-
-
 def parse_spec(data: dict, source: str = "") -> ExperimentSpec:
     """Build an ExperimentSpec from a TOML dict, with `did you mean` for unknown keys at every level."""
     data = dict(data)
@@ -371,8 +345,6 @@ def list_presets() -> list[str]:
 
 def load_spec(spec: str | Path | dict, overrides: list[str] | None = None) -> ExperimentSpec:
     """A spec from a preset name, a TOML path or a dict; `overrides` (`a.b=c`) patch the base."""
-    from ..config import apply_overrides
-
     if isinstance(spec, dict):
         data, source = spec, "dict"
     else:
@@ -386,10 +358,10 @@ def load_spec(spec: str | Path | dict, overrides: list[str] | None = None) -> Ex
             path = PRESET_DIR / f"{spec}.toml"
         if not path.is_file():
             raise MaskbenchError(f"spec file not found: {path}")
-        data, source = load_toml(path), str(path)
-    if overrides:
+        data, source = config_data(path), str(path)
+    if overrides:  # a spec's overrides patch the base configuration its cells start from
         data = dict(data)
-        data["base"] = apply_overrides(data.get("base", {}), overrides)
+        data["base"] = config_data(base=data.get("base", {}), overrides=overrides)
     return parse_spec(data, source=source)
 
 

@@ -40,7 +40,7 @@ def register(subparsers) -> None:
 
 
 def _finetune(args) -> int:
-    from ..config import apply_overrides, deep_merge, from_dict, load_toml
+    from ..config import load_config
     from .config import FinetuneConfig
     from .seeds import finetune
     from .summary import to_markdown
@@ -52,10 +52,7 @@ def _finetune(args) -> int:
         flags["methods"] = methods
     if args.no_progress:
         flags["progress"] = False
-    flags = {k: v for k, v in flags.items() if v is not None}
-    data = load_toml(args.config) if args.config else {}
-    data = apply_overrides(deep_merge(data, flags), args.overrides)
-    cfg = from_dict(FinetuneConfig, data)
+    cfg = load_config(FinetuneConfig, args.config, args.overrides, flags=flags)
     summary = finetune(cfg, args.out)
     print(to_markdown(summary), end="")
     return 0

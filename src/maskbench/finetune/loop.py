@@ -34,7 +34,7 @@ from .child_tuning import (ChildTuningD, ChildTuningF, fisher_information, pretr
                            row_sparse_parameters, top_fraction_masks)
 from .config import FinetuneConfig, default_lr
 from .regularizers import L2SP, apply_mixout, reinit_top_layers, remove_mixout
-from .tasks import (EncodedSplit, batches_in_order, bucketed_batches, encode_split, pair_tokenizer, shuffled_batches,
+from .tasks import (EncodedSplit, batches_in_order, bucketed_batches, encode_split, shuffled_batches,
                     steps_per_epoch, submission_name)
 
 RANDOM_PREFIX = "random:"
@@ -163,14 +163,13 @@ def prepare(cfg: FinetuneConfig) -> Prepared:
         raise ConfigError(f"max_length {cfg.max_length} exceeds the model's max_positions "
                           f"{model_config.max_positions}", "max_length")
 
-    encoder = pair_tokenizer(tokenizer, cfg.max_length)
     splits: dict[str, EncodedSplit] = {}
     for name, examples in task.splits.items():
         if examples is None:
             continue
         labelled = name == "train" or name.startswith("dev")
-        splits[name] = encode_split(encoder, examples, num_labels, label_names, f"{where} {name}",
-                                    require_labels=labelled)
+        splits[name] = encode_split(tokenizer, examples, num_labels, label_names, f"{where} {name}",
+                                    require_labels=labelled, max_length=cfg.max_length)
     if cfg.max_train_examples and len(splits["train"]) > cfg.max_train_examples:
         splits["train"] = splits["train"].subset(np.arange(cfg.max_train_examples))
     lr = cfg.lr if cfg.lr is not None else default_lr(model_config.hidden_size)

@@ -17,15 +17,16 @@ fine-tuning seed (see `loop.fisher_scores`).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
+import tempfile
 from collections import OrderedDict
 from pathlib import Path
 
-from ..config import dumps_toml, from_dict, to_dict
+from ..config import config_hash, dumps_toml, from_dict, to_dict
 from ..errors import MaskbenchError
 from ..io import write_json, write_text
+from ..pool import worker_pool
 from .config import FinetuneConfig
 from .loop import Prepared, fisher_scores, prepare, train_seed
 from .summary import summarize, to_markdown
@@ -37,8 +38,7 @@ _CACHE_SIZE = 4
 
 def fingerprint(cfg: FinetuneConfig) -> str:
     """A hash of every setting that changes a run's result (all but methods, seeds, jobs, progress)."""
-    data = {k: v for k, v in to_dict(cfg).items() if k not in _VOLATILE}
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+    return config_hash({k: v for k, v in to_dict(cfg).items() if k not in _VOLATILE}, length=16)
 
 
 def _data_key(cfg: FinetuneConfig) -> str:
@@ -97,15 +97,8 @@ def _existing(out_dir: Path, fp: str) -> dict[str, dict[int, dict]]:
     return found
 
 
-def _worker(cfg_dict: dict, method: str, seed: int, run_dir: str, fp: str, fisher_path: str | None,
-            threads: int) -> dict:
-    """One run in a spawned process: its own share of the cores, the shared Fisher read from disk."""
-    import torch
-
-    from ..runtime import tune_allocator
-
-    tune_allocator()
-    torch.set_num_threads(threads)
+def _worker(cfg_dict: dict, method: str, seed: int, run_dir: str, fp: str, fisher_path: str | None) -> dict:
+    """One run in a worker of `worker_pool` (its share of the cores), the shared Fisher read from disk."""
     cfg = from_dict(FinetuneConfig, cfg_dict)
     prep = prepared(cfg)
     fisher = _load_fisher(fisher_path) if fisher_path else None
@@ -179,12 +172,7 @@ def finetune(config: FinetuneConfig | dict, out_dir: str | os.PathLike, methods:
 def _run_parallel(cfg: FinetuneConfig, todo: list[tuple[str, int]], out_dir: Path, fp: str,
                   fisher: tuple[dict, dict] | None) -> list[dict]:
     """Runs in `cfg.jobs` spawned processes, the machine's cores split evenly between them."""
-    import multiprocessing
-    import tempfile
-    from concurrent.futures import ProcessPoolExecutor
-
     jobs = min(cfg.jobs, len(todo))
-    threads = max(1, (os.cpu_count() or 1) // jobs)
     cfg_dict = to_dict(dataclasses.replace(cfg, progress=False))
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".fisher-", dir=out_dir) as scratch:
@@ -192,7 +180,7 @@ def _run_parallel(cfg: FinetuneConfig, todo: list[tuple[str, int]], out_dir: Pat
         if fisher is not None:
             fisher_path = str(Path(scratch) / "fisher.safetensors")
             _save_fisher(Path(fisher_path), fisher)
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with worker_pool(jobs) as pool:
             futures = [pool.submit(_worker, cfg_dict, m, s, str(_run_dir(out_dir, m, s)), fp,
-                                   fisher_path if m == "child_d" else None, threads) for m, s in todo]
+                                   fisher_path if m == "child_d" else None) for m, s in todo]
             return [f.result() for f in futures]

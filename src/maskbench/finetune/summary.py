@@ -3,8 +3,12 @@
 Fine-tuning results on small GLUE tasks swing by points between seeds (Dodge et al. 2020), so a
 method is compared with vanilla *seed by seed*: the same seed gives both runs the same data order and
 head initialisation, and the paired t-test over seeds (`scipy.stats.ttest_rel`) asks whether the mean
-difference is distinguishable from zero. It needs at least two common seeds; with fewer, or when every
-difference is identical, the p-value is reported as null.
+difference is distinguishable from zero. It needs at least two common seeds; with fewer, the p-value is
+null. When every seed gives the same difference (to 1e-12), the test is undefined (zero spread: t would
+be infinite) and the p-value is null too, deliberately not 0: with a handful of seeds an identical
+difference comes from quantised scores on a small dev set or from models stuck at a constant prediction,
+not from the absence of seed noise, so it must not count as significant. The experiment reports use the
+same test, so such a claim's verdict is "inconclusive".
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import math
 from typing import Any
 
 import numpy as np
+from scipy.stats import ttest_rel
 
 
 def _stats(values: list[float]) -> dict[str, Any]:
@@ -21,16 +26,18 @@ def _stats(values: list[float]) -> dict[str, Any]:
             "values": [float(v) for v in arr]}
 
 
-def paired_test(values: list[float], baseline: list[float]) -> dict[str, Any]:
-    """Mean difference, its std over seeds, t statistic and two-sided p-value of a paired t-test."""
-    from scipy.stats import ttest_rel
+EQUAL_DIFFERENCES = 1e-12  # differences closer than this (relative to their size) count as identical
 
+
+def paired_test(values: list[float], baseline: list[float]) -> dict[str, Any]:
+    """Mean difference, its std over seeds, t statistic and two-sided p-value of a paired t-test (`t` and
+    `p` None with fewer than two pairs or identical differences: see the module docstring)."""
     a = np.asarray(values, dtype=np.float64)
     b = np.asarray(baseline, dtype=np.float64)
     diff = a - b
     out: dict[str, Any] = {"n": int(len(diff)), "diff_mean": float(diff.mean()) if len(diff) else None,
                            "diff_std": float(diff.std(ddof=1)) if len(diff) > 1 else None, "t": None, "p": None}
-    if len(diff) >= 2 and np.ptp(diff) > 0:
+    if len(diff) >= 2 and np.ptp(diff) > EQUAL_DIFFERENCES * max(1.0, float(np.abs(diff).max())):
         result = ttest_rel(a, b)
         out["t"] = float(result.statistic)
         out["p"] = float(result.pvalue)

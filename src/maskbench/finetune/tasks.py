@@ -1,7 +1,8 @@
 """From a GLUE-format task to padded tensors: label checks, pair encoding, dynamic padding.
 
 `maskbench.data.glue.load_task` reads the files; here every split is tokenized once (in Rust, in
-parallel) as `[CLS] a [SEP] b [SEP]` truncated longest-first to `max_length`, and stored as one flat id
+parallel) as `[CLS] a [SEP] b [SEP]` cut to `max_length` by BERT's `truncate_seq_pair` rule
+(`maskbench.data.encoding`), and stored as one flat id
 array with offsets. A batch is cut from it with NumPy fancy indexing and padded only to its own longest
 sequence (dynamic padding), so short tasks never pay for 128 positions.
 """
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data.encoding import encode_pairs
 from ..errors import DataError
 
 #: GLUE's submission file names for each task's test splits (the server expects exactly these).
@@ -127,41 +129,16 @@ def _is_number(value) -> bool:
         return False
 
 
-def pair_tokenizer(tokenizer, max_length: int):
-    """A copy of `tokenizer` that writes `[CLS] a [SEP] b [SEP]` with type ids, truncated longest-first."""
-    from tokenizers import Tokenizer, processors
-
-    from ..data.tokenizer import special_ids
-
-    ids = special_ids(tokenizer)
-    cls_token, sep_token = tokenizer.id_to_token(ids.cls), tokenizer.id_to_token(ids.sep)
-    tok = Tokenizer.from_str(tokenizer.to_str())
-    tok.no_padding()
-    tok.enable_truncation(max_length=max_length, strategy="longest_first")
-    tok.post_processor = processors.TemplateProcessing(
-        single=f"{cls_token} $A {sep_token}",
-        pair=f"{cls_token} $A {sep_token} $B:1 {sep_token}:1",
-        special_tokens=[(cls_token, ids.cls), (sep_token, ids.sep)],
-    )
-    return tok
-
-
 def encode_split(tokenizer, examples, num_labels: int, label_names: list | None, where: str,
-                 require_labels: bool) -> EncodedSplit:
-    """Tokenize one `Examples` split (pairs when `text_b` is given)."""
+                 require_labels: bool, max_length: int) -> EncodedSplit:
+    """Tokenize one `Examples` split with `data.encoding.encode_pairs` (pairs when `text_b` is given)."""
     text_a = [str(t) for t in examples.text_a]
-    if examples.text_b is not None:
-        inputs = list(zip(text_a, [str(t) for t in examples.text_b]))
-    else:
-        inputs = text_a
-    if not inputs:
+    if not text_a:
         raise DataError(f"{where} has no examples")
-    encodings = tokenizer.encode_batch(inputs, add_special_tokens=True)
-    lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
-    offsets = np.zeros(len(lengths), dtype=np.int64)
-    np.cumsum(lengths[:-1], out=offsets[1:])
-    ids = np.fromiter((i for e in encodings for i in e.ids), dtype=np.int32, count=int(lengths.sum()))
-    type_ids = np.fromiter((t for e in encodings for t in e.type_ids), dtype=np.int8, count=int(lengths.sum()))
+    text_b = [str(t) for t in examples.text_b] if examples.text_b is not None else None
+    encoded = encode_pairs(tokenizer, text_a, text_b, max_length)
+    lengths, offsets = encoded.lengths, encoded.offsets
+    ids, type_ids = encoded.ids.astype(np.int32), encoded.type_ids.astype(np.int8)
     labels = None
     if examples.labels is not None and any(v is not None and v != "" for v in examples.labels):
         labels = label_array(list(examples.labels), num_labels, label_names, where)

@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import DataError
+from ..labels import IGNORE_INDEX
 
-IGNORE_INDEX = -100
 UNKNOWN_TARGET = "<unk>"
 #: STS-B's targets after T5's rounding: "0.0", "0.2", …, "5.0".
 STSB_STRINGS = tuple(f"{i / 5:.1f}" for i in range(26))

@@ -15,6 +15,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ..data.encoding import encode_pairs
+from ..data.tokenizer import special_ids
 from ..errors import MaskbenchError
 
 VIEWS = ("head", "model", "neuron")
@@ -161,64 +163,14 @@ def encoder_of(model):
     return None
 
 
-def _truncate_pair(a: list[int], b: list[int] | None, budget: int) -> tuple[list[int], list[int] | None]:
-    """Cut the longer side first so that len(a) + len(b) <= budget."""
-    nb = len(b) if b is not None else 0
-    if len(a) + nb <= budget:
-        return a, b
-    keep_b = min(nb, max(budget // 2, budget - len(a)))
-    keep_a = budget - keep_b
-    return a[:keep_a], (b[:keep_b] if b is not None else None)
-
-
-def encode_texts(tokenizer, texts: Sequence[str], pairs: Sequence[str] | None = None, max_length: int = 128,
+def encode_texts(tokenizer, texts: Sequence, pairs: Sequence[str] | None = None, max_length: int = 128,
                  pretokenized: bool = False, style: str = "bert") -> dict[str, np.ndarray]:
-    """BERT-style inputs `[CLS] a [SEP] (b [SEP])` (T5 style: `a </s> (b </s>)`), padded, as numpy arrays.
-
-    Returns `input_ids`, `attention_mask`, `token_type_ids` [N, L] and `word_ids` [N, L] (index of the
-    word each token comes from, -1 for special and padding positions; with `pretokenized`, words are the
-    given list items). The special tokens are added here rather than by the tokenizer's post-processor
-    so that every tokenizer (trained, vocab.txt, imported) yields the same layout.
-    """
-    from ..data.tokenizer import special_ids
-
-    sp = special_ids(tokenizer)
-    if not texts:
-        raise MaskbenchError("no text to encode")
-    if max_length < 3 + (pairs is not None):
-        raise MaskbenchError(f"max_length {max_length} leaves no room for text between the special tokens")
-    enc_a = tokenizer.encode_batch(list(texts), is_pretokenized=pretokenized, add_special_tokens=False)
-    enc_b = tokenizer.encode_batch(list(pairs), add_special_tokens=False) if pairs is not None else None
-    rows, types, words = [], [], []
-    for n, ea in enumerate(enc_a):
-        a_ids, a_words = list(ea.ids), [w if w is not None else -1 for w in ea.word_ids]
-        b_ids = list(enc_b[n].ids) if enc_b is not None else None
-        lead = [sp.cls] if style == "bert" else []
-        budget = max_length - len(lead) - (2 if b_ids is not None else 1)
-        a_ids, b_ids = _truncate_pair(a_ids, b_ids, budget)
-        a_words = a_words[:len(a_ids)]
-        ids = [*lead, *a_ids, sp.sep]
-        tt = [0] * len(ids)
-        wd = [-1] * len(lead) + [*a_words, -1]
-        if b_ids is not None:
-            ids += [*b_ids, sp.sep]
-            tt += [1] * (len(b_ids) + 1)
-            wd += [-1] * (len(b_ids) + 1)
-        rows.append(ids)
-        types.append(tt)
-        words.append(wd)
-    length = max(len(r) for r in rows)
-    n = len(rows)
-    input_ids = np.full((n, length), sp.pad, dtype=np.int64)
-    token_type_ids = np.zeros((n, length), dtype=np.int64)
-    word_ids = np.full((n, length), -1, dtype=np.int64)
-    lengths = np.array([len(r) for r in rows])
-    mask = np.arange(length)[None, :] < lengths[:, None]
-    input_ids[mask] = np.concatenate(rows)
-    token_type_ids[mask] = np.concatenate(types)
-    word_ids[mask] = np.concatenate(words)
-    return {"input_ids": input_ids, "attention_mask": mask.astype(np.int64), "token_type_ids": token_type_ids,
-            "word_ids": word_ids}
+    """BERT-style inputs `[CLS] a [SEP] (b [SEP])` (T5 style: `a </s> (b </s>)`), padded, as numpy arrays:
+    `input_ids`, `attention_mask`, `token_type_ids` [N, L] and `word_ids` [N, L] (index of the word each
+    token comes from, -1 for special and padding positions; with `pretokenized`, words are the given list
+    items). The layout and truncation are `maskbench.data.encoding.encode_pairs`'."""
+    encoded = encode_pairs(tokenizer, texts, pairs, max_length, pretokenized=pretokenized, style=style)
+    return encoded.padded(special_ids(tokenizer).pad)
 
 
 def model_device(model):

@@ -24,8 +24,8 @@ from torch import nn
 
 from ..config import check_choice, check_range
 from ..errors import MaskbenchError
+from ..labels import IGNORE_INDEX
 
-IGNORE_INDEX = -100
 VARIANTS = ("encoder_decoder", "decoder_only", "encoder_only")
 FEED_FORWARDS = ("relu", "gated-gelu")
 

@@ -17,9 +17,9 @@ from torch import nn
 
 from ..config import check_choice, check_range
 from ..errors import ConfigError
+from ..labels import IGNORE_INDEX
 from .encoder import EncoderConfig, EncoderModel, activation_fn, init_weights
 
-IGNORE_INDEX = -100
 SENTENCE_TASKS = (None, "nsp", "sop")
 
 

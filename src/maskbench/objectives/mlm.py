@@ -17,10 +17,10 @@ import torch
 
 from ..config import check_choice, check_range
 from ..errors import ConfigError
+from ..labels import IGNORE_INDEX
 from . import selection
 from .sentence import SENTENCE_TASKS, check_sentence_batch
 
-IGNORE_INDEX = -100
 UNITS = ("token", "whole_word", "span", "pmi", "ngram")
 SAMPLINGS = ("exact", "bernoulli")
 SPAN_REPLACEMENTS = ("per_span", "per_token")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..config import apply_overrides, check_choice, check_range, from_dict, load_toml
+from ..config import check_choice, check_range, config_data, from_dict
 from ..errors import ConfigError
 
 #: Bumped when a config key changes meaning; `config.toml` of every run records it.
@@ -241,13 +241,7 @@ def load_pretrain_config(path: str | Path | None = None, overrides: list[str] | 
 
     Relative data paths written in the file are relative to the file; those given with `--set` to the
     current folder (where the user typed them)."""
-    data = dict(base or {})
-    if path is not None:
-        from ..config import deep_merge
-
-        data = deep_merge(data, load_toml(path))
-        _resolve_relative_paths(data, Path(path).resolve().parent)
-    data = apply_overrides(data, overrides)
+    data = config_data(path, overrides, base, relative_to_file=_resolve_relative_paths)
     version = data.get("format_version", FORMAT_VERSION)
     if version != FORMAT_VERSION and isinstance(version, int):
         where = f" ({path})" if path else ""

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..labels import IGNORE_INDEX
 from .distributed import World
 
 TRAIN_STREAM = 0
@@ -31,7 +32,7 @@ def stream_generator(seed: int, stream: int, index: int) -> torch.Generator:
 @dataclass(frozen=True)
 class Term:
     """One loss the model reports: `name` in logs, the output keys of its mean loss / #correct / #predicted,
-    and the batch key whose entries != -100 are the predictions (for global normalisation)."""
+    and the batch key whose entries != IGNORE_INDEX are the predictions (for global normalisation)."""
 
     name: str
     loss_key: str
@@ -46,7 +47,7 @@ SEQ2SEQ_TERMS = (Term("target", "loss", "correct", "count", "labels"),)
 
 
 def count_predictions(batch: dict, terms: tuple[Term, ...]) -> list[int]:
-    return [int((batch[t.label_key] != -100).sum()) for t in terms]
+    return [int((batch[t.label_key] != IGNORE_INDEX).sum()) for t in terms]
 
 
 def rank_rows(batch: dict, world: World) -> dict:

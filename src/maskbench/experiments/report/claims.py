@@ -11,6 +11,7 @@ from typing import Any
 
 from scipy import stats
 
+from ...finetune.summary import paired_test
 from ..spec import ClaimSpec, get_dotted
 from .collect import CellResult, Results, cell_scores
 from .stats import fmt_num, fmt_params
@@ -68,8 +69,6 @@ def _metric_values(cells: list[CellResult], claim: ClaimSpec, method: str | None
 
 def evaluate_claim(results: Results, claim: ClaimSpec) -> Verdict:
     """Compare the two sides of a claim on the results: mean difference and a paired test over seeds."""
-    from scipy import stats
-
     better_cells = _cells_for(results, claim, claim.better)
     worse_cells = _cells_for(results, claim, claim.worse)
     better = _metric_values(better_cells, claim, claim.better_method)
@@ -91,12 +90,13 @@ def evaluate_claim(results: Results, claim: ClaimSpec) -> Verdict:
     diff = sign * (mean_a - mean_b)
     p = math.nan
     if claim.metric == "score" and len(a) >= 2 and len(b) >= 2:
-        diffs = [x - y for x, y in zip(a, b)] if paired else None
-        if diffs is not None and max(diffs) - min(diffs) > 1e-12:
-            p = float(stats.ttest_rel(a, b).pvalue)
-        elif diffs is not None:  # the same difference on every seed: no noise at all
-            p = 0.0 if abs(diffs[0]) > 1e-12 else 1.0
-        elif diffs is None and (statistics.pvariance(a) > 0 or statistics.pvariance(b) > 0):
+        if paired:
+            test = paired_test(a, b)
+            if test["p"] is not None:
+                p = test["p"]
+            else:  # the same difference on every seed: the test is undefined (see finetune.summary)
+                how += "; every pair differs by the same amount, so the paired t-test is undefined"
+        elif statistics.pvariance(a) > 0 or statistics.pvariance(b) > 0:
             p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
     unit = 100.0 if claim.metric == "score" or claim.metric.startswith("probe.") else 1.0
     fmt = fmt_params if claim.metric == "parameters" else fmt_num
