@@ -87,6 +87,26 @@ class MixoutConfig:
 
 
 @dataclass
+class SquadConfig:
+    """Extractive QA (`task = "squad"`), with the defaults of BERT's run_squad.py: windows start
+    `doc_stride` tokens apart, questions keep `max_query_length` tokens, answers are at most
+    `max_answer_length` tokens, the `n_best` start and end logits make the candidates, and (SQuAD 2.0) the
+    answer is empty when null score − best span > `null_score_diff_threshold`. BERT uses max_length 384."""
+
+    doc_stride: int = 128
+    max_query_length: int = 64
+    max_answer_length: int = 30
+    n_best: int = 20
+    null_score_diff_threshold: float = 0.0
+
+    def __post_init__(self):
+        check_range("doc_stride", self.doc_stride, 1)
+        check_range("max_query_length", self.max_query_length, 1)
+        check_range("max_answer_length", self.max_answer_length, 1)
+        check_range("n_best", self.n_best, 1)
+
+
+@dataclass
 class FinetuneConfig:
     """A fine-tuning comparison: one task, one checkpoint, several methods × seeds.
 
@@ -127,6 +147,7 @@ class FinetuneConfig:
     child: ChildTuningConfig = field(default_factory=ChildTuningConfig)
     l2sp: L2SPConfig = field(default_factory=L2SPConfig)
     mixout: MixoutConfig = field(default_factory=MixoutConfig)
+    squad: SquadConfig = field(default_factory=SquadConfig)
 
     def __post_init__(self):
         if isinstance(self.methods, str):

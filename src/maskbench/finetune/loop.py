@@ -304,6 +304,7 @@ class TaskHead:
     build: Callable[[Any, int], torch.nn.Module]
     new_parameters: Callable[[torch.nn.Module], dict]
     predict: Callable[..., np.ndarray]
+    score: Callable[[Any, Any], dict] | None = None  # (predictions, split) → metrics, for non-label tasks (QA)
 
 
 CLASSIFICATION = TaskHead("classification", build_classifier, head_parameters, predict_labels)
@@ -312,6 +313,8 @@ CLASSIFICATION = TaskHead("classification", build_classifier, head_parameters, p
 def evaluate(model, prep: Prepared, split_name: str, cfg: FinetuneConfig, device) -> dict[str, float]:
     split = prep.splits[split_name]
     predictions = prep.head.predict(model, prep, split, cfg.eval_batch_size, device)
+    if prep.head.score is not None:
+        return prep.head.score(predictions, split)
     return metric_fns.compute(prep.metric_names, predictions, split.labels)
 
 

@@ -29,6 +29,7 @@ from ..io import write_json, write_text
 from ..pool import worker_pool
 from .config import FinetuneConfig
 from .loop import Prepared, fisher_scores, prepare, train_seed
+from .squad_task import is_squad, prepare_squad
 from .summary import summarize, to_markdown
 
 _VOLATILE = ("methods", "seeds", "jobs", "progress")
@@ -49,7 +50,7 @@ def _data_key(cfg: FinetuneConfig) -> str:
             return None
 
     fields = {k: getattr(cfg, k) for k in ("task", "data", "checkpoint", "tokenizer", "max_length",
-                                           "max_train_examples", "head")}
+                                           "max_train_examples", "head", "squad")}
     fields["stamps"] = [stamp(cfg.checkpoint), stamp(cfg.tokenizer), stamp(cfg.data), stamp(cfg.task)]
     return json.dumps(fields, sort_keys=True, default=str)
 
@@ -67,7 +68,7 @@ def prepared(cfg: FinetuneConfig) -> Prepared:
 
             prep = dataclasses.replace(prep, lr=default_lr(prep.model_config.hidden_size))
         return prep
-    prep = prepare(cfg)
+    prep = prepare_squad(cfg) if is_squad(cfg.task) else prepare(cfg)
     _PREPARED[key] = prep
     while len(_PREPARED) > _CACHE_SIZE:
         _PREPARED.popitem(last=False)
