@@ -75,6 +75,21 @@ def test_probe_command_compares_two_models(tmp_path, encoder_dir, encoder_dir_b,
     assert "needs --input" in capsys.readouterr().err
 
 
+@pytest.mark.slow
+def test_probe_command_replacement_task_on_two_checkpoints(tmp_path, encoder_dir, encoder_dir_b, corpus, capsys):
+    out = tmp_path / "replacement"
+    assert main(["probe", "--checkpoint", str(encoder_dir), "--compare", str(encoder_dir_b), "--task",
+                 "replacement", "--input", str(corpus), "--samples", "32", "--out", str(out),
+                 "--set", "epochs=3", "--set", "mask_rate=0.4"]) == 0
+    info = json.loads((out / "probe.json").read_text())
+    assert info["task"] == "replacement"
+    assert [set(r["accuracy"]) for r in info["runs"]] == [{"mask", "random", "keep", "unselected"}] * 2
+    assert (out / "probe.png").stat().st_size > 1000
+    assert "held out: sentences" in capsys.readouterr().out
+    assert main(["probe", "--checkpoint", str(encoder_dir), "--task", "replacement", "--out", str(out)]) == 2
+    assert "needs --input" in capsys.readouterr().err
+
+
 def test_probe_command_word_class_and_labels(tmp_path, encoder_dir, capsys):
     out = tmp_path / "wc"
     assert main(["probe", "--checkpoint", str(encoder_dir), "--task", "word_class", "--samples", "40",

@@ -49,6 +49,29 @@ def test_token_identity_is_kept_at_unmasked_positions_and_lost_under_mask(encode
     assert result.examples["masked"]["train"] > 0 and result.examples["masked"]["validation"] > 0
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("replace, subsets", [((0.8, 0.1, 0.1), {"mask", "random", "keep", "unselected"}),
+                                              ((1.0, 0.0, 0.0), {"mask", "unselected"})])
+def test_replacement_probe_separates_the_four_kinds_of_position(encoder_dir, tokenizer, replace, subsets):
+    """Wettig et al.'s per-layer analysis: probes for the original token at [MASK]ed, randomly replaced,
+    kept and unselected positions. At the embeddings, kept and unselected positions still hold the token
+    itself; a [MASK]ed or randomly replaced one does not, whatever the model (kept positions are a tenth
+    of the selected ones here, so their probe sees few examples: compared, not held to 0.9)."""
+    from maskbench.models import load_model
+
+    config = ProbeConfig(task="replacement", mask_rate=0.5, replace=replace, epochs=25, lr=0.05, batch_size=128,
+                         seed=1)
+    result = probe(load_model(encoder_dir), tokenizer, config, texts=SENTENCES * 3)
+    assert set(result.accuracy) == subsets and all(len(v) == 3 for v in result.accuracy.values())
+    assert result.accuracy["unselected"][0] > 0.9 and result.accuracy["mask"][0] < 0.5
+    if "random" in subsets:
+        assert result.accuracy["random"][0] < 0.5
+        assert result.accuracy["keep"][0] > result.accuracy["random"][0] + 0.3
+        assert result.accuracy["keep"][0] > result.accuracy["mask"][0] + 0.2
+        counts = {s: result.examples[s]["train"] + result.examples[s]["validation"] for s in subsets}
+        assert counts["mask"] > 4 * counts["random"] and counts["mask"] > 4 * counts["keep"]
+
+
 def _labels_file(path):
     rows = []
     for s in SENTENCES:
@@ -95,6 +118,8 @@ def test_probe_config_is_validated():
         ProbeConfig(task="word_clas")
     with pytest.raises(ConfigError, match="mask_rate"):
         ProbeConfig(mask_rate=1.0)
+    with pytest.raises(ConfigError, match="replace"):
+        ProbeConfig(task="replacement", replace=(0.5, 0.1, 0.1))
 
 
 def test_word_class_probe_reads_the_synthetic_languages_classes(tmp_path):

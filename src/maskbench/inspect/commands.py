@@ -45,13 +45,15 @@ def register(subparsers) -> None:
     pr = subparsers.add_parser(
         "probe", help="layer-wise linear probes on frozen hidden states",
         description="Train a linear probe per layer (embeddings, then each layer) and plot validation accuracy. "
-                    "Tasks: token_identity (input ids at masked vs unmasked positions), word_class (the "
+                    "Tasks: token_identity (input ids at masked vs unmasked positions), replacement (the original "
+                    "token at [MASK]ed, randomly replaced, kept and unselected positions, per --set replace=...: "
+                    "Wettig et al.'s analysis of 80-10-10), word_class (the "
                     "synthetic language's latent classes), labels (--labels FILE). Settings: --set epochs=30 etc.")
     _checkpoint_args(pr)
     pr.add_argument("--compare", default=None, help="a second model/run, probed the same way and drawn in the same plot")
     pr.add_argument("--compare-tokenizer", default=None, help="tokenizer of --compare (default: found beside it)")
-    pr.add_argument("--task", default=None, help="token_identity, word_class or labels")
-    pr.add_argument("--input", default=None, help="text file(s) for token_identity")
+    pr.add_argument("--task", default=None, help="token_identity, replacement, word_class or labels")
+    pr.add_argument("--input", default=None, help="text file(s) for token_identity and replacement")
     pr.add_argument("--labels", default=None, help='JSONL of {"words": [...], "labels": [...]} (task labels)')
     pr.add_argument("--samples", type=int, default=None, help="sentences to use (default 1000)")
     pr.add_argument("--seed", type=int, default=None)
@@ -174,9 +176,9 @@ def _probe(args: argparse.Namespace) -> int:
         base["seed"] = args.seed
     config = load_config(ProbeConfig, None, args.overrides, base=base)
     texts = words = labels = None
-    if config.task == "token_identity":
+    if config.task in ("token_identity", "replacement"):
         if args.input is None:
-            raise MaskbenchError("--task token_identity needs --input PATH (text to probe)")
+            raise MaskbenchError(f"--task {config.task} needs --input PATH (text to probe)")
         texts, _ = _read_inputs([args.input], config.samples, config.seed, False)
     elif config.task == "labels":
         if args.labels is None:

@@ -17,6 +17,12 @@ Tasks:
   `[MASK]` (always `[MASK]`: the state the model is in when it must predict); probes are trained
   separately at masked positions (what the model reconstructs) and unmasked positions (what it keeps
   about its own input) — the per-layer comparison of models pretrained with different masking rates.
+- `replacement`: Wettig et al.'s layer-wise analysis of the 80-10-10 rule. A fraction `mask_rate` of the
+  word tokens is selected and, per `replace` (mask, random, keep; default 0.8/0.1/0.1), replaced by
+  [MASK], by a random non-special token, or kept; probes recover the *original* token per layer,
+  separately at [MASK]ed, randomly replaced, kept and never-selected positions (subsets `mask`, `random`,
+  `keep`, `unselected`), so a model trained with [MASK]-only and one trained with 80-10-10 can be compared
+  on how each treats a corrupted position (`maskbench probe --task replacement --compare ...`).
 - `word_class`: the latent word classes of the built-in synthetic language, at each word's first subword.
 - `labels`: your own word-level labels from a JSONL file of {"words": [...], "labels": [...]} lines.
 """
@@ -31,10 +37,12 @@ from typing import Sequence
 import numpy as np
 
 from ..config import check_choice, check_range
-from ..errors import DataError, MaskbenchError
+from ..errors import ConfigError, DataError, MaskbenchError
+from ..objectives.mlm import check_split
 from ..runtime import progress_enabled
 
-TASKS = ("token_identity", "word_class", "labels")
+TASKS = ("token_identity", "replacement", "word_class", "labels")
+REPLACEMENT_SUBSETS = ("mask", "random", "keep", "unselected")
 HOLDOUTS = ("words", "sentences")
 
 
@@ -45,7 +53,8 @@ class ProbeConfig:
     task: str = "token_identity"
     samples: int = 1000          # sentences read from the input (word_class: sentences generated)
     max_length: int = 128
-    mask_rate: float = 0.15      # token_identity: fraction of word tokens replaced by [MASK]
+    mask_rate: float = 0.15      # token_identity: fraction of word tokens replaced by [MASK]; replacement: selected
+    replace: tuple[float, float, float] = (0.8, 0.1, 0.1)  # replacement: shares of [MASK] / random / kept
     max_examples: int = 20000    # per subset, positions kept (a seeded random subset)
     max_classes: int = 1000      # token_identity: the most frequent training ids; rarer ones count as errors
     val_fraction: float = 0.2    # share of sentences, or of distinct words (holdout = "words"), held out
@@ -73,6 +82,10 @@ class ProbeConfig:
         check_range("lr", self.lr, 0, low_open=True)
         check_range("weight_decay", self.weight_decay, 0)
         check_range("forward_batch_size", self.forward_batch_size, 1)
+        self.replace = tuple(float(x) for x in self.replace)
+        if len(self.replace) != 3:
+            raise ConfigError(f"expected 3 shares (mask, random, keep), got {len(self.replace)}", "replace")
+        check_split("replace", self.replace, "mask, random, keep")
 
 
 @dataclass
@@ -213,6 +226,33 @@ def token_identity_examples(model, tokenizer, texts: Sequence[str], config: Prob
     picks = {"masked": _cap(masked, config.max_examples, rng), "unmasked": _cap(word & ~masked, config.max_examples, rng)}
     return _collect(model, corrupted, picks, {"masked": ids, "unmasked": ids}, config.forward_batch_size,
                     "probe features")
+
+
+def replacement_examples(model, tokenizer, texts: Sequence[str], config: ProbeConfig) -> _Examples:
+    """Select `mask_rate` of word tokens, replace them per `config.replace` (one uniform draw each, as the
+    MLM objective does); examples at [MASK]ed / random / kept / unselected positions, labelled by the
+    original id."""
+    from ..data.tokenizer import special_ids
+    from .attention import encode_texts
+
+    rng = np.random.default_rng(config.seed)
+    batch = encode_texts(tokenizer, texts, max_length=_max_length(model, config.max_length), style=_style(model))
+    sp = special_ids(tokenizer)
+    ids = batch["input_ids"]
+    word = batch["attention_mask"].astype(bool) & ~np.isin(ids, sp.all)
+    selected = word & (rng.random(ids.shape) < config.mask_rate)
+    if not selected.any():
+        raise DataError("no position was selected; give more text or a higher mask_rate")
+    u = rng.random(ids.shape)
+    to_mask, to_random = selected & (u < config.replace[0]), selected & (u >= config.replace[0]) & (
+        u < config.replace[0] + config.replace[1])
+    pool = np.setdiff1d(np.arange(tokenizer.get_vocab_size()), np.asarray(sp.all))
+    corrupted = dict(batch)
+    corrupted["input_ids"] = np.where(to_mask, sp.mask, np.where(to_random, rng.choice(pool, ids.shape), ids))
+    groups = {"mask": to_mask, "random": to_random, "keep": selected & ~to_mask & ~to_random,
+              "unselected": word & ~selected}
+    picks = {name: _cap(pick, config.max_examples, rng) for name, pick in groups.items()}
+    return _collect(model, corrupted, picks, dict.fromkeys(picks, ids), config.forward_batch_size, "probe features")
 
 
 def word_label_examples(model, tokenizer, words: Sequence[Sequence[str]], labels: Sequence[Sequence],
@@ -402,15 +442,16 @@ def probe(model, tokenizer, config: ProbeConfig | None = None, *, texts: Sequenc
           name: str = "model") -> ProbeResult:
     """Train and score a linear probe per layer of `model` for `config.task`.
 
-    `token_identity` reads `texts`; `labels` needs `words` + `labels`; `word_class` generates its
+    `token_identity` and `replacement` read `texts`; `labels` needs `words` + `labels`; `word_class` generates its
     sentences from the synthetic language (or takes `words` + `labels` when given).
     """
     config = config or ProbeConfig()
-    if config.task == "token_identity":
+    if config.task in ("token_identity", "replacement"):
         if not texts:
-            raise DataError("token_identity needs input texts (--input PATH)")
+            raise DataError(f"{config.task} needs input texts (--input PATH)")
         texts = [t for t in texts if t.strip()]
-        ex = token_identity_examples(model, tokenizer, texts, config)
+        build = token_identity_examples if config.task == "token_identity" else replacement_examples
+        ex = build(model, tokenizer, texts, config)
         limit = True
     else:
         if words is None:
@@ -443,7 +484,7 @@ def holdout_note(result: ProbeResult) -> str:
                 f"in probe training ({counts.get('train_words', '?')} seen); what a layer knows of a new word, "
                 "not whether it identifies a known one (--set holdout=sentences to split by sentence)")
     return ("held out: sentences — validation sentences are new, their words mostly are not "
-            + ("(token_identity: the label is the word itself)" if result.task == "token_identity"
+            + (f"({result.task}: the label is the word itself)" if result.task in ("token_identity", "replacement")
                else "(--set holdout=words to test on new words)"))
 
 
