@@ -91,11 +91,11 @@ def test_albert_unshared_factorized_round_trips(tmp_path):
     _close(a, b, mask)
 
 
-def test_pre_ln_export_is_refused_in_one_line(tmp_path):
+def test_pre_ln_export_as_bert_is_refused_in_one_line(tmp_path):
     config = EncoderConfig(vocab_size=97, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=48, norm="pre")
     save_model(EncoderForPretraining(config), tmp_path / "ours")
-    with pytest.raises(CheckpointError, match="pre-LN") as info:
-        export_hf(tmp_path / "ours", tmp_path / "hf")
+    with pytest.raises(CheckpointError, match="pre-LN.*roberta-prelayernorm") as info:
+        export_hf(tmp_path / "ours", tmp_path / "hf", hf_type="bert")
     assert "\n" not in str(info.value) and not (tmp_path / "hf").exists()
 
 

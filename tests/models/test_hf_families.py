@@ -184,3 +184,67 @@ def test_pre_ln_is_not_exported_as_a_post_ln_family(tmp_path):
     save_model(EncoderForPretraining(config), tmp_path / "pre")
     with pytest.raises(CheckpointError, match="pre-LN"):
         export_hf(tmp_path / "pre", tmp_path / "out", hf_type="roberta")
+
+
+def _prelayernorm(cls_name, **kw):
+    torch.manual_seed(0)
+    hf = getattr(transformers, cls_name)(transformers.RobertaPreLayerNormConfig(type_vocab_size=1, **_common(**kw)))
+    with torch.no_grad():  # non-trivial norms, so a norm mapped to the wrong place cannot hide
+        for name, p in hf.named_parameters():
+            if "LayerNorm" in name or "layer_norm" in name:
+                p.uniform_(0.5, 1.5) if name.endswith("weight") else p.uniform_(-0.3, 0.3)
+    return hf.eval()
+
+
+def test_roberta_prelayernorm_imports_as_pre_ln_with_equal_logits(tmp_path):
+    """HF's RobertaPreLayerNorm (Wettig et al.'s released models) is our norm = "pre" encoder."""
+    hf = _prelayernorm("RobertaPreLayerNormForMaskedLM")
+    hf.save_pretrained(tmp_path / "hf")
+    ids, mask = _batch()
+    ours = load_model(tmp_path / "hf")
+    assert ours.config.norm == "pre" and ours.encoder.LayerNorm is not None
+    hidden = ours.encoder(ids, mask).last_hidden_state
+    _close(ours.mlm_logits(hidden), hf(input_ids=ids, attention_mask=mask).logits, mask)
+
+
+def test_pre_ln_model_exports_as_roberta_prelayernorm_with_equal_logits(tmp_path):
+    config = EncoderConfig(vocab_size=97, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=48,
+                           max_positions=24, type_vocab_size=1, pad_id=PAD, norm="pre")
+    model = EncoderForPretraining(config, generator=torch.Generator().manual_seed(1)).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "LayerNorm" in name and not name.startswith("mlm"):
+                p.uniform_(0.5, 1.5) if name.endswith("weight") else p.uniform_(-0.3, 0.3)
+    save_model(model, tmp_path / "ours")
+    export_hf(tmp_path / "ours", tmp_path / "hf")  # auto: the pre-LN family
+    hf = transformers.AutoModelForMaskedLM.from_pretrained(tmp_path / "hf").eval()
+    assert type(hf).__name__ == "RobertaPreLayerNormForMaskedLM"
+    ids, mask = _batch()
+    _close(model.mlm_logits(model.encoder(ids, mask).last_hidden_state), hf(input_ids=ids, attention_mask=mask).logits,
+           mask)
+    back = load_model(tmp_path / "hf")
+    assert back.config.norm == "pre"
+    _close(back.mlm_logits(back.encoder(ids, mask).last_hidden_state),
+           model.mlm_logits(model.encoder(ids, mask).last_hidden_state), mask)
+
+
+def test_roberta_prelayernorm_classifier_both_ways(tmp_path):
+    hf = _prelayernorm("RobertaPreLayerNormForSequenceClassification", num_labels=3)
+    hf.save_pretrained(tmp_path / "hf")
+    ids, mask = _batch()
+    ours = load_model(tmp_path / "hf")
+    _close(ours(ids, mask)["logits"], hf(input_ids=ids, attention_mask=mask).logits)
+    save_model(ours, tmp_path / "ours")
+    export_hf(tmp_path / "ours", tmp_path / "back")
+    again = transformers.AutoModelForSequenceClassification.from_pretrained(tmp_path / "back").eval()
+    assert type(again).__name__ == "RobertaPreLayerNormForSequenceClassification"
+    _close(again(input_ids=ids, attention_mask=mask).logits, hf(input_ids=ids, attention_mask=mask).logits)
+
+
+def test_post_ln_model_is_not_exported_as_prelayernorm(tmp_path):
+    config = EncoderConfig(vocab_size=97, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=48,
+                           max_positions=24, type_vocab_size=1, pad_id=PAD)
+    save_model(EncoderForPretraining(config), tmp_path / "post")
+    with pytest.raises(CheckpointError, match="post-LN encoder cannot be exported as roberta-prelayernorm"):
+        export_hf(tmp_path / "post", tmp_path / "out", hf_type="roberta-prelayernorm")
+    assert not (tmp_path / "out").exists()

@@ -300,8 +300,8 @@ def _export_encoder(model, transformers, requested: str | None = None):
 
     config = model.config
     if config.norm == "pre":
-        raise CheckpointError("pre-LN encoders (model.norm = \"pre\") cannot be exported yet: Hugging Face BERT and "
-                              "ALBERT are post-LN; keep the maskbench model folder")
+        raise CheckpointError("pre-LN encoders (model.norm = \"pre\") cannot be exported as BERT or ALBERT, which "
+                              "are post-LN; export them with --hf-type roberta-prelayernorm")
     if config.share in ("attention", "ffn"):
         raise CheckpointError(f"share='{config.share}' cannot be exported: Hugging Face ALBERT shares whole layers "
                               "only (share='all' or 'none')")
@@ -395,7 +395,11 @@ def _export_family(model, kind: str, transformers):
     from .discriminator import EncoderForTokenDetection
     from .heads import EncoderForPretraining, EncoderForSequenceClassification
 
-    if getattr(model.config, "norm", "post") != "post":
+    wanted = hf_families.NORM.get(kind, "post")
+    if model.config.norm == "post" and wanted == "pre":
+        raise CheckpointError(f"a post-LN encoder cannot be exported as {kind}, a pre-LN architecture; "
+                              "export it as bert, albert or roberta")
+    if model.config.norm != wanted:
         raise CheckpointError(f"pre-LN encoders (model.norm = \"pre\") cannot be exported as {kind}, a post-LN "
                               "architecture")
 
@@ -444,6 +448,8 @@ def _export_type(requested: str, model, source: Path) -> str:
         return requested
     if type(model).__name__ == "EncoderForTokenDetection":
         return "electra"
+    if getattr(model.config, "norm", "post") == "pre":  # the one HF encoder family with pre-LN blocks
+        return "roberta-prelayernorm"
     meta = read_json(source / CONFIG)
     origin = meta.get("hf_model_type") or meta.get("model_type")
     return origin if origin in hf_families.FAMILIES else "auto"
@@ -452,8 +458,9 @@ def _export_type(requested: str, model, source: Path) -> str:
 def export_hf(model_dir: str | os.PathLike, out_dir: str | os.PathLike, hf_type: str = "auto") -> Path:
     """Write a Hugging Face folder (config.json, model.safetensors, tokenizer files) for a maskbench model.
 
-    `hf_type`: the transformers family (bert, albert, roberta, xlm-roberta, electra); "auto" keeps the one
-    a model was imported from, else BERT for plain encoders and ALBERT for factorized or shared ones."""
+    `hf_type`: the transformers family (bert, albert, roberta, xlm-roberta, electra, roberta-prelayernorm);
+    "auto" keeps the one a model was imported from, else RobertaPreLayerNorm for pre-LN encoders, BERT for
+    plain encoders and ALBERT for factorized or shared ones."""
     transformers = _transformers()
     source = resolve_model_dir(model_dir)
     model = load_model(source)

@@ -13,6 +13,10 @@ the differences listed here (pure tables and config arithmetic, no torch):
   the discriminator `ElectraForPreTraining` (our `EncoderForTokenDetection`). ELECTRA's classification
   head uses GELU where ours uses tanh, so it has no equivalent here (the discriminator is what one
   fine-tunes from).
+- RoBERTa-PreLayerNorm (HF's `RobertaPreLayerNorm*`, made for Wettig et al.'s released
+  `efficient_mlm_*` models): RoBERTa with pre-LN blocks, i.e. our `norm = "pre"`. Its per-block norms sit
+  at `attention.LayerNorm` (before self-attention) and `intermediate.LayerNorm` (before the feed-forward),
+  and `roberta_prelayernorm.LayerNorm` follows the last layer (our encoder's own `LayerNorm`).
 The heads of RoBERTa's and ELECTRA's masked-LM models apply GELU whatever `hidden_act` says; ours applies
 the encoder's activation, so other activations are refused there.
 """
@@ -21,22 +25,28 @@ from __future__ import annotations
 
 from ..errors import CheckpointError
 
-FAMILIES = ("roberta", "xlm-roberta", "electra")
+FAMILIES = ("roberta", "xlm-roberta", "electra", "roberta-prelayernorm")
 ARCHITECTURES = {
     "roberta": ("RobertaForMaskedLM", "RobertaForSequenceClassification", "RobertaModel"),
     "xlm-roberta": ("XLMRobertaForMaskedLM", "XLMRobertaForSequenceClassification", "XLMRobertaModel"),
     "electra": ("ElectraForPreTraining", "ElectraForMaskedLM", "ElectraModel"),
+    "roberta-prelayernorm": ("RobertaPreLayerNormForMaskedLM", "RobertaPreLayerNormForSequenceClassification",
+                             "RobertaPreLayerNormModel"),
 }
-CONFIG_CLASSES = {"roberta": "RobertaConfig", "xlm-roberta": "XLMRobertaConfig", "electra": "ElectraConfig"}
-PREFIX = {"roberta": "roberta", "xlm-roberta": "roberta", "electra": "electra"}
+CONFIG_CLASSES = {"roberta": "RobertaConfig", "xlm-roberta": "XLMRobertaConfig", "electra": "ElectraConfig",
+                  "roberta-prelayernorm": "RobertaPreLayerNormConfig"}
+PREFIX = {"roberta": "roberta", "xlm-roberta": "roberta", "electra": "electra",
+          "roberta-prelayernorm": "roberta_prelayernorm"}
+#: The `EncoderConfig.norm` each family has (the rest are post-LN).
+NORM = {"roberta-prelayernorm": "pre"}
 #: What `maskbench import` reads, for the message that refuses everything else.
 SUPPORTED = ("bert (absolute positions), albert, roberta, xlm-roberta, electra (generator and discriminator), "
-             "t5")
+             "roberta-prelayernorm, t5")
 
 
 def position_offset(kind: str, pad_id: int) -> int:
     """How many rows of HF's position table come before our position 0."""
-    return pad_id + 1 if kind in ("roberta", "xlm-roberta") else 0
+    return pad_id + 1 if kind in ("roberta", "xlm-roberta", "roberta-prelayernorm") else 0
 
 
 def encoder_kwargs(kind: str, c, arch: str, activations: dict, where) -> dict:
@@ -64,7 +74,7 @@ def encoder_kwargs(kind: str, c, arch: str, activations: dict, where) -> dict:
                 max_positions=c.max_position_embeddings - offset, type_vocab_size=c.type_vocab_size,
                 dropout=c.hidden_dropout_prob, attention_dropout=c.attention_probs_dropout_prob,
                 activation=activations[c.hidden_act], layer_norm_eps=c.layer_norm_eps, pad_id=pad_id,
-                initializer_range=c.initializer_range)
+                initializer_range=c.initializer_range, norm=NORM.get(kind, "post"))
 
 
 def body_pairs(kind: str, bert_pairs: list, arch: str, factorized: bool) -> list:
@@ -74,10 +84,15 @@ def body_pairs(kind: str, bert_pairs: list, arch: str, factorized: bool) -> list
     def rename(name: str) -> str:
         if name.startswith("bert.pooler.") and arch.endswith("ForSequenceClassification"):
             return "classifier.dense." + name.rsplit(".", 1)[1]  # RoBERTa's head: dense + tanh on <s>
+        if NORM.get(kind) == "pre":  # the norm before each block, not after its residual sum
+            name = name.replace(".attention.output.LayerNorm.", ".attention.LayerNorm.")
+            name = name.replace(".output.LayerNorm.", ".intermediate.LayerNorm.")
         return prefix + name[len("bert"):] if name.startswith("bert.") else name
 
     pairs = [(ours, tuple(rename(n) for n in theirs) if isinstance(theirs, tuple) else rename(theirs))
              for ours, theirs in bert_pairs]
+    if NORM.get(kind) == "pre":
+        pairs += [(f"LayerNorm.{p}", f"{prefix}.LayerNorm.{p}") for p in ("weight", "bias")]
     if factorized:
         pairs += [(f"embeddings.projection.{p}", f"{prefix}.embeddings_project.{p}") for p in ("weight", "bias")]
     return pairs
@@ -111,7 +126,8 @@ def tied(name: str) -> bool:
 
 def export_architecture(kind: str, model_kind: str, sentence_task: str | None) -> str:
     """The HF class a maskbench model becomes in family `kind` (or a one-line refusal)."""
-    names = {"roberta": "Roberta", "xlm-roberta": "XLMRoberta", "electra": "Electra"}[kind]
+    names = {"roberta": "Roberta", "xlm-roberta": "XLMRoberta", "electra": "Electra",
+             "roberta-prelayernorm": "RobertaPreLayerNorm"}[kind]
     if model_kind == "token_detection":
         if kind != "electra":
             raise CheckpointError(f"a replaced-token-detection model exports to electra only, not {kind}")
