@@ -153,3 +153,15 @@ def test_max_tokens_truncates_the_corpus_and_records_repetitions(tiny_data, tmp_
     assert summary["data_tokens"] == 600
     assert summary["repetitions"] == pytest.approx(4 * 8 * 32 / 600)
     assert "the first 600 training tokens" in capsys.readouterr().err
+
+
+def test_adafactor_with_inverse_sqrt_pretrains_a_t5(tiny_data, tmp_path):
+    config = tiny_config(tiny_data, objective={"name": "span_corruption"}, budget={"steps": 4},
+                         model={"size": "t5-tiny", "d_model": 32, "d_kv": 8, "d_ff": 64, "num_heads": 4,
+                                "num_layers": 1},
+                         optim={"name": "adafactor", "lr": 0.01, "weight_decay": 0.0, "grad_clip": 0.0},
+                         schedule={"warmup_steps": 2, "decay": "inverse_sqrt"})
+    summary = pretrain(config, tmp_path / "run")
+    lrs = [r["lr"] for r in read_metrics(tmp_path / "run")]
+    assert lrs == pytest.approx([0.01, 0.01, 0.01 * (2 / 3) ** 0.5, 0.01 * (2 / 4) ** 0.5])
+    assert summary["final"]["target_loss"] > 0

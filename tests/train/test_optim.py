@@ -169,3 +169,39 @@ def test_schedule_stays_between_floor_and_peak(total, warmup, decay, floor):
         if step >= schedule.warmup_steps:
             assert factor >= floor - 1e-12
     assert math.isfinite(schedule.factor(total))
+
+
+def t5_rsqrt_no_ramp_down(step: int, warmup_steps: int = 10_000) -> float:
+    """Mesh TensorFlow's `learning_rate_schedules.rsqrt_no_ramp_down`, T5's pretraining schedule."""
+    return 1.0 / math.sqrt(max(step, warmup_steps))
+
+
+@pytest.mark.parametrize("step", [0, 1, 9_999, 10_000, 10_001, 40_000, 262_143, 524_287])
+def test_inverse_sqrt_with_t5_settings_is_t5s_schedule(step):
+    schedule = Schedule(ScheduleConfig(warmup_steps=10_000, decay="inverse_sqrt"), peak_lr=0.01,
+                        total_steps=524_288, total_seconds=None)
+    assert schedule.lr(step) == pytest.approx(t5_rsqrt_no_ramp_down(step + 1))
+
+
+def test_inverse_sqrt_is_flat_then_decays_by_the_square_root():
+    schedule = Schedule(ScheduleConfig(warmup_steps=100, decay="inverse_sqrt"), 1.0, 10_000, None)
+    assert {schedule.lr(s) for s in range(100)} == {1.0}
+    assert schedule.lr(399) == pytest.approx(0.5)
+    assert schedule.lr(9_999) == pytest.approx(0.1)
+
+
+def test_adafactor_is_pytorchs_with_t5s_settings():
+    model = Tiny()
+    optimizer = build_optimizer(model, OptimConfig(name="adafactor", lr=0.01, weight_decay=0.0), torch.device("cpu"))
+    assert type(optimizer) is torch.optim.Adafactor
+    for group in optimizer.param_groups:
+        assert group["beta2_decay"] == -0.8 and group["d"] == 1.0 and group["eps"] == (None, 1e-3)
+        assert group["weight_decay"] == 0.0
+    # factored second moments for matrices: a row and a column statistic, no full matrix
+    x = torch.randn(3, 4)
+    (model.linear(model.LayerNorm(x)).pow(2).sum() + model.embed.weight.sum() + model.norm_scale.sum()).backward()
+    before = model.linear.weight.detach().clone()
+    optimizer.step()
+    state = optimizer.state[model.linear.weight]
+    assert state["row_var"].numel() == 4 and state["col_var"].numel() == 4
+    assert not torch.equal(before, model.linear.weight)

@@ -352,12 +352,16 @@ def _tokenizer_of(ctx: StageContext) -> Path:
 
 def _random_model(config, tokenizer: Path, out: Path) -> dict:
     """The baseline: the model pretraining would start from (same table, same seed), saved untrained."""
-    from ..data.tokenizer import load_tokenizer
+    from ..data.tokenizer import load_tokenizer, special_ids
     from ..models import save_model
+    from ..models.encoder_decoder import EncoderDecoderConfig
+    from ..models.sizes import named_config
     from ..train.loop import build_model
 
-    vocab = load_tokenizer(tokenizer).get_vocab_size(with_added_tokens=True)
-    model = build_model(config.model, vocab, None, seq2seq=False, seed=config.seed)
+    tok = load_tokenizer(tokenizer)
+    vocab = tok.get_vocab_size(with_added_tokens=True)
+    seq2seq = isinstance(named_config(config.model.get("size", "bert-tiny")), EncoderDecoderConfig)
+    model = build_model(config.model, vocab, None, seq2seq=seq2seq, seed=config.seed, special=special_ids(tok))
     save_model(model, out)
     shutil.copyfile(tokenizer, out / "tokenizer.json")
     return {"pretrained": False, "model": "model", **_parameter_counts(out)}
@@ -389,9 +393,14 @@ def _final_metrics(summary: dict) -> dict:
         value = (summary.get("eval") or {}).get(key)
         if isinstance(value, (int, float)):
             out.setdefault(name, value)
-    for key in ("steps", "tokens_per_s", "train_seconds"):
+    for key in ("steps", "tokens_per_s", "train_seconds", "repetitions", "data_tokens"):
         if isinstance(summary.get(key), (int, float)):
             out[key] = summary[key]
+    train_loss = (summary.get("final") or {}).get("loss")
+    if isinstance(train_loss, (int, float)):
+        out["train_loss"] = train_loss
+        if isinstance(out.get("val_loss"), (int, float)):
+            out["loss_gap"] = out["val_loss"] - train_loss  # memorisation shows as a growing gap (T5 Table 9)
     return out
 
 
@@ -437,6 +446,9 @@ def finetune_stage(ctx: StageContext) -> dict:
     pretrained = ctx.parents["pretrain"] / ctx.parent_results["pretrain"].get("model", "model")
     if not progress_enabled():
         section["progress"] = False
+    mixture = section.get("mixture")
+    if isinstance(mixture, dict) and mixture.get("unsupervised") and not mixture.get("shards"):
+        section["mixture"] = {**mixture, "shards": str(prepared / "shards")}  # the cell's own pretraining data
     config = from_dict(FinetuneConfig, {**section, "task": task, "data": data, "checkpoint": str(pretrained),
                                         "tokenizer": str(_tokenizer_of(ctx)),
                                         "methods": [ctx.params["method"]], "seeds": [ctx.params["seed"]]},

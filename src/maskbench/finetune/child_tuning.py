@@ -179,7 +179,14 @@ def clip_parts(name: str) -> int:
 
 def pretrained_parameters(model: nn.Module, scope: str = "network") -> dict[str, nn.Parameter]:
     """The pre-trained encoder's trainable parameters within `scope` (see `in_fisher_scope`), named as in
-    `model.named_parameters()`; the task head is never among them."""
+    `model.named_parameters()`; the task head is never among them.
+
+    A text-to-text encoder-decoder has no new head: every parameter is pre-trained, and `"layers"` keeps
+    the Transformer blocks of both stacks (`….block.N.…`), leaving the shared embedding and final norms out.
+    """
+    if not hasattr(model, "classifier"):
+        return {name: param for name, param in model.named_parameters()
+                if param.requires_grad and (scope == "network" or ".block." in name)}
     return {f"encoder.{name}": param for name, param in model.encoder.named_parameters()
             if param.requires_grad and in_fisher_scope(name, scope)}
 

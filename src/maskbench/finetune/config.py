@@ -16,6 +16,7 @@ METHODS = ("vanilla", "child_f", "child_d", "l2sp", "mixout")
 HEADS = ("auto", "classification", "regression")
 FISHER_SCOPES = ("layers", "network")
 FISHER_MODES = ("train", "eval")
+SCORINGS = ("generate", "rank")
 
 
 @dataclass
@@ -107,6 +108,44 @@ class SquadConfig:
 
 
 @dataclass
+class MixtureConfig:
+    """T5's multi-task training (Raffel et al. Section 3.5.2): the task mixed with `tasks` and, with
+    `unsupervised`, the pretraining objective on `shards`, all text-to-text (encoder-decoders only).
+
+    `strategy`: "proportional" (examples-proportional, limit `limit` = T5's K), "temperature" (rates
+    ∝ min(e, K)^(1/T)) or "equal". `rows`: rows per epoch (None: the task's training examples divided by
+    its mixing rate, so an epoch holds each of its examples once in expectation). `seed` fixes which
+    example each row of the epoch is, for every fine-tuning seed alike.
+    """
+
+    tasks: list[str] = field(default_factory=list)
+    unsupervised: bool = False
+    shards: str | None = None
+    objective: dict = field(default_factory=lambda: {"name": "span_corruption"})
+    seq_len: int = 64
+    strategy: str = "proportional"
+    limit: int | None = None
+    temperature: float = 1.0
+    rows: int | None = None
+    seed: int = 0
+
+    def __post_init__(self):
+        from ..data.mixing import STRATEGIES
+
+        check_choice("strategy", self.strategy, STRATEGIES)
+        check_range("limit", self.limit, 1)
+        check_range("temperature", self.temperature, 0, low_open=True)
+        check_range("rows", self.rows, 1)
+        check_range("seq_len", self.seq_len, 4)
+        if not isinstance(self.objective, dict) or not isinstance(self.objective.get("name", "span_corruption"), str):
+            raise ConfigError("must be a table such as { name = \"span_corruption\" }", "objective")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.tasks) or self.unsupervised
+
+
+@dataclass
 class FinetuneConfig:
     """A fine-tuning comparison: one task, one checkpoint, several methods × seeds.
 
@@ -143,11 +182,16 @@ class FinetuneConfig:
     max_train_examples: int | None = None
     device: str = "cpu"
     progress: bool = True
+    optimizer: str = "adamw"  # or "adafactor" (T5 fine-tuned with Adafactor at a constant 1e-3)
+    lr_schedule: str = "linear"  # after `warmup`: "linear" decay to 0, "constant", "cosine" or "inverse_sqrt"
+    scoring: str = "generate"  # text-to-text: greedy decoding + exact match, or "rank" (rank classification)
+    save_model: bool = False  # keep each seed's fine-tuned model (best epoch) in METHOD/seed-N/model/
 
     child: ChildTuningConfig = field(default_factory=ChildTuningConfig)
     l2sp: L2SPConfig = field(default_factory=L2SPConfig)
     mixout: MixoutConfig = field(default_factory=MixoutConfig)
     squad: SquadConfig = field(default_factory=SquadConfig)
+    mixture: MixtureConfig = field(default_factory=MixtureConfig)
 
     def __post_init__(self):
         if isinstance(self.methods, str):
@@ -182,8 +226,17 @@ class FinetuneConfig:
         check_range("early_stopping", self.early_stopping, 1)
         check_range("max_train_examples", self.max_train_examples, 1)
         check_choice("device", self.device.split(":")[0], ("cpu", "cuda", "auto"))
+        check_choice("scoring", self.scoring, SCORINGS)
+        check_choice("optimizer", self.optimizer, ("adamw", "adafactor"))
+        check_choice("lr_schedule", self.lr_schedule, ("linear", "constant", "cosine", "inverse_sqrt"))
 
 
 def default_lr(hidden_size: int) -> float:
     """2e-5 for BERT-base and larger, scaled up as 768 / H for narrower models (bert-tiny: 1.2e-4)."""
     return 2e-5 * max(1.0, 768.0 / hidden_size)
+
+
+def default_text_to_text_lr() -> float:
+    """3e-4 for text-to-text fine-tuning with AdamW: the range Hugging Face's T5 guide recommends (1e-4 to
+    3e-4); T5 itself fine-tuned with Adafactor at a constant 1e-3."""
+    return 3e-4

@@ -57,6 +57,9 @@ class Prepared:
     checkpoint: str
     fisher: dict = field(default_factory=dict)
     head: TaskHead = field(default_factory=lambda: CLASSIFICATION)
+    text_to_text: Any = None  # a text_to_text.TextToText for encoder-decoder checkpoints (T5's recipe)
+    tokenizer: Any = None
+    mixture: dict | None = None  # rates, sizes and rows of a multi-task mixture (`[mixture]`)
 
     @property
     def dev_splits(self) -> list[str]:
@@ -86,22 +89,30 @@ def _resolve_tokenizer(cfg: FinetuneConfig):
                           "give one with --tokenizer")
 
 
-def _load_encoder(cfg: FinetuneConfig, vocab_size: int):
-    """(EncoderConfig, encoder state or None for a random model, head info of the checkpoint)."""
+def _load_encoder(cfg: FinetuneConfig, vocab_size: int, special=None):
+    """(model config, pre-trained state or None for a random model, head info of the checkpoint).
+
+    An encoder checkpoint gives its encoder (a new head is added per seed); an encoder-decoder checkpoint
+    (T5 study) gives the whole model, which is fine-tuned text-to-text.
+    """
     if cfg.checkpoint.startswith(RANDOM_PREFIX):
-        from ..models.encoder import EncoderConfig
+        import dataclasses
+
+        from ..models.encoder_decoder import EncoderDecoderConfig
         from ..models.sizes import named_config
 
         name = cfg.checkpoint[len(RANDOM_PREFIX):]
         config = named_config(name, vocab_size=vocab_size)
-        if not isinstance(config, EncoderConfig):
-            raise ConfigError(f"'{name}' is not an encoder size; fine-tuning needs a BERT/ALBERT size "
-                              "(see `maskbench model list`)", "checkpoint")
+        if isinstance(config, EncoderDecoderConfig) and special is not None:
+            config = dataclasses.replace(config, pad_id=special.pad, eos_id=special.eos)
         return config, None, None
     from ..models.checkpoint import load_model, model_config_json
 
     meta = model_config_json(cfg.checkpoint)
     head = meta.get("head") if isinstance(meta.get("head"), dict) else None
+    if meta.get("architecture") == "EncoderDecoderModel" or meta.get("model_type") == "t5":
+        model = load_model(cfg.checkpoint)
+        return model.config, {k: v.detach().clone() for k, v in model.state_dict().items()}, None
     encoder = load_model(cfg.checkpoint, head="encoder")
     if not hasattr(encoder, "embeddings"):
         raise CheckpointError(f"{cfg.checkpoint} is not an encoder (BERT/ALBERT) model; fine-tuning needs one")
@@ -146,8 +157,9 @@ def prepare(cfg: FinetuneConfig) -> Prepared:
     tokenizer = _resolve_tokenizer(cfg)
     from ..data.tokenizer import special_ids
 
-    pad_id = special_ids(tokenizer).pad
-    model_config, state, saved_head = _load_encoder(cfg, tokenizer.get_vocab_size())
+    special = special_ids(tokenizer)
+    pad_id = special.pad
+    model_config, state, saved_head = _load_encoder(cfg, tokenizer.get_vocab_size(), special)
     if saved_head and saved_head.get("type") == "classification":
         saved = int(saved_head.get("num_labels", 0))
         if (saved == 1) != regression:
@@ -159,23 +171,87 @@ def prepare(cfg: FinetuneConfig) -> Prepared:
         raise CheckpointError(f"checkpoint {cfg.checkpoint} has a vocabulary of {model_config.vocab_size} tokens "
                               f"but the tokenizer has {tokenizer.get_vocab_size()}; use the tokenizer the "
                               "model was pretrained with")
-    if cfg.max_length > model_config.max_positions:
-        raise ConfigError(f"max_length {cfg.max_length} exceeds the model's max_positions "
-                          f"{model_config.max_positions}", "max_length")
+    text_to_text = None
+    if is_text_to_text(model_config):
+        from . import text_to_text as t2t
 
-    splits: dict[str, EncodedSplit] = {}
-    for name, examples in task.splits.items():
-        if examples is None:
-            continue
-        labelled = name == "train" or name.startswith("dev")
-        splits[name] = encode_split(tokenizer, examples, num_labels, label_names, f"{where} {name}",
-                                    require_labels=labelled, max_length=cfg.max_length)
+        if model_config.variant == "encoder_only":
+            raise CheckpointError(f"{cfg.checkpoint} is an encoder-only T5 variant; text-to-text fine-tuning needs "
+                                  "a decoder (variant encoder_decoder or decoder_only)")
+        if cfg.reinit_layers:
+            raise ConfigError("reinit_layers applies to BERT/ALBERT encoders; set reinit_layers = 0 for an "
+                              "encoder-decoder", "reinit_layers")
+        text_to_text = t2t.build(task, tokenizer, cfg.scoring)
+        splits = t2t.encode_task(text_to_text, tokenizer, task, cfg.max_length, where)
+    else:
+        if cfg.max_length > model_config.max_positions:
+            raise ConfigError(f"max_length {cfg.max_length} exceeds the model's max_positions "
+                              f"{model_config.max_positions}", "max_length")
+        splits = {}
+        for name, examples in task.splits.items():
+            if examples is None:
+                continue
+            labelled = name == "train" or name.startswith("dev")
+            splits[name] = encode_split(tokenizer, examples, num_labels, label_names, f"{where} {name}",
+                                        require_labels=labelled, max_length=cfg.max_length)
     if cfg.max_train_examples and len(splits["train"]) > cfg.max_train_examples:
         splits["train"] = splits["train"].subset(np.arange(cfg.max_train_examples))
-    lr = cfg.lr if cfg.lr is not None else default_lr(model_config.hidden_size)
+    mixture = None
+    if cfg.mixture.enabled:
+        if text_to_text is None:
+            raise ConfigError("multi-task mixing trains text-to-text; it needs an encoder-decoder checkpoint",
+                              "mixture")
+        splits["train"] = _mixture(cfg, str(where), splits["train"], tokenizer)
+        mixture = splits["train"].describe()
+    lr = cfg.lr if cfg.lr is not None else default_lr_for(model_config)
     return Prepared(task_name=str(where), task=task, splits=splits, num_labels=num_labels, label_names=label_names,
                     metric_names=metric_names, model_config=model_config, encoder_state=state, pad_id=pad_id,
-                    lr=lr, checkpoint=cfg.checkpoint)
+                    lr=lr, checkpoint=cfg.checkpoint, head=TEXT_TO_TEXT if text_to_text is not None else CLASSIFICATION,
+                    text_to_text=text_to_text, tokenizer=tokenizer, mixture=mixture)
+
+
+def is_text_to_text(model_config) -> bool:
+    """Encoder-decoder (and decoder-only) checkpoints are fine-tuned text-to-text, as T5 was."""
+    from ..models.encoder_decoder import EncoderDecoderConfig
+
+    return isinstance(model_config, EncoderDecoderConfig)
+
+
+def default_lr_for(model_config) -> float:
+    from .config import default_text_to_text_lr
+
+    if is_text_to_text(model_config):
+        return default_text_to_text_lr()
+    return default_lr(model_config.hidden_size)
+
+
+def _mixture(cfg: FinetuneConfig, name: str, train, tokenizer):
+    """The task's training split mixed with the other tasks and the unsupervised objective (T5 §3.5.2)."""
+    from ..data.glue import load_task
+    from . import text_to_text as t2t
+    from .mixture import UNSUPERVISED, UnsupervisedPart, build_mixture
+
+    mix = cfg.mixture
+    parts = {name: train}
+    for other in mix.tasks:
+        task = load_task(other, cfg.data, splits=["train"])
+        label = str(getattr(task, "name", other))
+        if label in parts:
+            continue
+        _require_split(task, "train", label)
+        tt = t2t.build(task, tokenizer)
+        parts[label] = t2t.encode_split(t2t.plain_tokenizer(tokenizer), task.splits["train"], tt.format, tt.words,
+                                        tt.eos_id, cfg.max_length, f"{label} train", require_labels=True)
+    if mix.unsupervised:
+        if not mix.shards:
+            raise ConfigError("the unsupervised part of a mixture needs the pretraining shards (mixture.shards)",
+                              "mixture.shards")
+        parts[UNSUPERVISED] = UnsupervisedPart(mix.shards, mix.objective, tokenizer, mix.seq_len, mix.seed)
+    from ..data.mixing import mixing_rates
+
+    rates = mixing_rates({k: len(v) for k, v in parts.items()}, mix.strategy, mix.limit, mix.temperature)
+    rows = mix.rows or max(1, int(round(len(train) / rates[name])))
+    return build_mixture(parts, mix.strategy, mix.limit, mix.temperature, rows, mix.seed)
 
 
 def build_model(prep: Prepared, seed: int) -> torch.nn.Module:
@@ -196,6 +272,17 @@ def build_classifier(prep: Prepared, seed: int) -> torch.nn.Module:
 
 def head_parameters(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
     return {f"classifier.{n}": p for n, p in model.classifier.named_parameters()}
+
+
+def build_text_to_text(prep: Prepared, seed: int) -> torch.nn.Module:
+    """The encoder-decoder for one seed: all pre-trained (no new head; the label words are written by the
+    LM head), or for `random:` initialised from `seed`."""
+    from ..models.encoder_decoder import EncoderDecoderModel
+
+    model = EncoderDecoderModel(prep.model_config, torch.Generator().manual_seed(seed))
+    if prep.encoder_state is not None:
+        model.load_state_dict(prep.encoder_state, strict=True)
+    return model
 
 
 # ---------------------------------------------------------------------------------------------------- Fisher
@@ -298,23 +385,43 @@ class TaskHead:
     """How a model family plugs into the one fine-tuning loop: `build(prep, seed)` makes the model (its
     `forward(**batch)` returns a dict with `loss`), `new_parameters(model)` names what is not pre-trained
     (L2-SP's head term), `predict(model, prep, split, batch_size, device)` gives label-space predictions
-    that the task's metrics and the submission file take. A new family (text-to-text) is a new TaskHead."""
+    that the task's metrics and the submission file take; `score(prep, predictions, split)` the metrics when
+    they are not the task's label metrics (QA, text-to-text's invalid outputs), `predict_test` the
+    predictions of a submission file (every line a valid label)."""
 
     name: str
     build: Callable[[Any, int], torch.nn.Module]
     new_parameters: Callable[[torch.nn.Module], dict]
     predict: Callable[..., np.ndarray]
-    score: Callable[[Any, Any], dict] | None = None  # (predictions, split) → metrics, for non-label tasks (QA)
+    score: Callable[..., dict] | None = None  # (prep, predictions, split) → metrics; None: the task's metrics
+    predict_test: Callable[..., Any] | None = None  # a submission file's predictions (None: `predict`)
 
 
 CLASSIFICATION = TaskHead("classification", build_classifier, head_parameters, predict_labels)
+
+
+def _predict_text(model, prep: Prepared, split, batch_size: int, device) -> np.ndarray:
+    return prep.text_to_text.predictions(model, split, batch_size, device)[0]
+
+
+def _predict_text_test(model, prep: Prepared, split, batch_size: int, device) -> np.ndarray:
+    return prep.text_to_text.test_predictions(model, split, batch_size, device)[0]
+
+
+def _score_text(prep: Prepared, predictions: np.ndarray, split) -> dict[str, float]:
+    return prep.text_to_text.score(predictions, split.labels, prep.metric_names)
+
+
+#: Encoder-decoders: T5's text-to-text recipe (see `text_to_text`); nothing is new, so L2-SP has no head term.
+TEXT_TO_TEXT = TaskHead("text_to_text", build_text_to_text, lambda model: {}, _predict_text, _score_text,
+                        _predict_text_test)
 
 
 def evaluate(model, prep: Prepared, split_name: str, cfg: FinetuneConfig, device) -> dict[str, float]:
     split = prep.splits[split_name]
     predictions = prep.head.predict(model, prep, split, cfg.eval_batch_size, device)
     if prep.head.score is not None:
-        return prep.head.score(predictions, split)
+        return prep.head.score(prep, predictions, split)
     return metric_fns.compute(prep.metric_names, predictions, split.labels)
 
 
@@ -399,12 +506,13 @@ def method_weight_decay(method: str, cfg: FinetuneConfig) -> float:
 def finetune_optimization(model: torch.nn.Module, cfg: FinetuneConfig, lr: float, total_steps: int,
                           weight_decay: float | None = None) -> Optimization:
     """AdamW (multi-tensor), linear warm-up over `cfg.warmup` of the steps then linear decay to 0, clipping
-    at `max_grad_norm`: the training core's one optimiser builder and one schedule with BERT's settings.
+    at `max_grad_norm`: the training core's one optimiser builder and one schedule with BERT's settings
+    (`optimizer = "adafactor"`, `lr_schedule = "constant"`, `warmup = 0` is T5's fine-tuning recipe).
     `weight_decay` defaults to `cfg.weight_decay`."""
     decay = cfg.weight_decay if weight_decay is None else weight_decay
-    optim = OptimConfig(name="adamw", lr=lr, betas=tuple(cfg.betas), eps=cfg.adam_eps,
+    optim = OptimConfig(name=cfg.optimizer, lr=lr, betas=tuple(cfg.betas), eps=cfg.adam_eps,
                         weight_decay=decay, grad_clip=cfg.max_grad_norm or 0.0, fused=False)
-    schedule = ScheduleConfig(warmup_steps=int(round(cfg.warmup * total_steps)), decay="linear")
+    schedule = ScheduleConfig(warmup_steps=int(round(cfg.warmup * total_steps)), decay=cfg.lr_schedule)
     return build_optimization(model, optim, schedule, total_steps)
 
 
@@ -429,6 +537,14 @@ def train_step(model: torch.nn.Module, batch: dict, optimization: Optimization, 
 
 
 # ---------------------------------------------------------------------------------------------------- the loop
+
+
+def _save_finetuned(model: torch.nn.Module, prep: Prepared, folder: Path) -> None:
+    """The fine-tuned model (best epoch) with its tokenizer, loadable by `load_model` and `maskbench export`."""
+    from ..models.checkpoint import save_model
+
+    save_model(model, folder)
+    write_text(folder / "tokenizer.json", prep.tokenizer.to_str())
 
 
 def train_seed(prep: Prepared, cfg: FinetuneConfig, method: str, seed: int, seed_dir: str | os.PathLike,
@@ -494,9 +610,10 @@ def train_seed(prep: Prepared, cfg: FinetuneConfig, method: str, seed: int, seed
         model.load_state_dict(best_state)
         hooks.detach(model)
         predictions = {}
+        predict_test = prep.head.predict_test or prep.head.predict
         for name in prep.test_splits:
             split = prep.splits[name]
-            values = prep.head.predict(model, prep, split, cfg.eval_batch_size, device)
+            values = predict_test(model, prep, split, cfg.eval_batch_size, device)
             file = f"{submission_name(prep.task, name)}.tsv"
             write_text(tmp / file, submission_text(values, split.index, prep.num_labels, prep.label_names))
             predictions[name] = file
@@ -509,5 +626,14 @@ def train_seed(prep: Prepared, cfg: FinetuneConfig, method: str, seed: int, seed
             "step_seconds_median": round(statistics.median(step_times), 6) if step_times else None,
             "predictions": predictions, "fingerprint": fingerprint, **hooks.info,
         }
+        if prep.mixture is not None:
+            result["mixture"] = prep.mixture
+        if prep.text_to_text is not None:
+            result["text_to_text"] = {"scoring": prep.text_to_text.scoring, "prefix": prep.text_to_text.format.benchmark,
+                                      "targets": prep.text_to_text.words or "stsb",
+                                      "invalid_test": prep.text_to_text.invalid_counts(
+                                          {name: prep.splits[name] for name in prep.test_splits})}
+        if cfg.save_model:
+            _save_finetuned(model, prep, tmp / "model")
         write_json(tmp / "best.json", result)
     return json.loads((seed_dir / "best.json").read_text(encoding="utf-8"))

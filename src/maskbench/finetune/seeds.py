@@ -50,7 +50,7 @@ def _data_key(cfg: FinetuneConfig) -> str:
             return None
 
     fields = {k: getattr(cfg, k) for k in ("task", "data", "checkpoint", "tokenizer", "max_length",
-                                           "max_train_examples", "head", "squad")}
+                                           "max_train_examples", "head", "squad", "scoring", "mixture")}
     fields["stamps"] = [stamp(cfg.checkpoint), stamp(cfg.tokenizer), stamp(cfg.data), stamp(cfg.task)]
     return json.dumps(fields, sort_keys=True, default=str)
 
@@ -64,9 +64,9 @@ def prepared(cfg: FinetuneConfig) -> Prepared:
         if cfg.lr is not None:
             prep = dataclasses.replace(prep, lr=cfg.lr)
         else:
-            from .config import default_lr
+            from .loop import default_lr_for
 
-            prep = dataclasses.replace(prep, lr=default_lr(prep.model_config.hidden_size))
+            prep = dataclasses.replace(prep, lr=default_lr_for(prep.model_config))
         return prep
     prep = prepare_squad(cfg) if is_squad(cfg.task) else prepare(cfg)
     _PREPARED[key] = prep

@@ -61,7 +61,7 @@ def predict(model: torch.nn.Module, prep: Prepared, split: SquadSplit, batch_siz
     return best_answers(split, starts, ends, squad.n_best, squad.max_answer_length, threshold)
 
 
-def score(predictions: tuple, split: SquadSplit) -> dict:
+def score(prep: Prepared, predictions: tuple, split: SquadSplit) -> dict:
     texts, diffs = predictions
     return squad_scores(split.labels, texts, diffs if _version2(split) else None)
 

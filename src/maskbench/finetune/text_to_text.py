@@ -24,7 +24,7 @@ Rank classification (`scoring = "rank"`) instead picks the label word with the h
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -344,3 +344,85 @@ def metric_inputs(metric: str, predictions: np.ndarray, labels: np.ndarray) -> n
         invalid = (predictions != 0) & (predictions != 1)
         predictions[invalid] = 1 - labels[invalid]
     return predictions
+
+
+# --------------------------------------------------------------------------------------------- a task
+
+@dataclass
+class TextToText:
+    """What fine-tuning needs to train and score one task text-to-text (built once per task and tokenizer)."""
+
+    format: T5Format
+    words: list[str] | None
+    candidates: Candidates
+    eos_id: int
+    pad_id: int
+    scoring: str  # "generate" (greedy decoding, exact match) or "rank" (rank classification)
+    decode: object = None  # ids → text, for regression outputs that match no candidate
+    last_test_invalid: dict = field(default_factory=dict)  # id(split) → invalid outputs of its last prediction
+
+    @property
+    def max_new_tokens(self) -> int:
+        return self.candidates.max_length + (2 if self.candidates.regression else 0)
+
+    def predictions(self, model, split: TextToTextSplit, batch_size: int, device, scoring: str | None = None):
+        """(class indices / values, number of invalid outputs) for every example of `split`."""
+        if (scoring or self.scoring) == "rank":
+            scores = candidate_log_likelihoods(model, split, self.candidates, self.pad_id, batch_size, device)
+            return rank_predictions(scores, self.candidates), 0
+        outputs = generate_outputs(model, split, self.pad_id, self.eos_id, self.max_new_tokens, batch_size, device)
+        return match_outputs(outputs, self.candidates, self.eos_id, self.decode)
+
+    def test_predictions(self, model, split: TextToTextSplit, batch_size: int, device):
+        """Predictions for a submission file, which needs a valid label on every line: invalid generated
+        outputs fall back to rank classification for those examples. Returns (predictions, invalid count)."""
+        predictions, invalid = self.predictions(model, split, batch_size, device)
+        if invalid:
+            bad = np.flatnonzero(predictions == -1)
+            ranked, _ = self.predictions(model, split.subset(bad), batch_size, device, scoring="rank")
+            predictions[bad] = ranked
+        self.last_test_invalid[id(split)] = int(invalid)
+        return predictions, invalid
+
+    def invalid_counts(self, splits: dict) -> dict[str, int]:
+        """Invalid generated outputs of the last test prediction of each named split."""
+        return {name: self.last_test_invalid.get(id(split), 0) for name, split in splits.items()}
+
+    def score(self, predictions: np.ndarray, labels: np.ndarray, metric_names: list[str]) -> dict:
+        """The task's official metrics and `score` (their mean) on predictions where -1 marks an invalid
+        output, plus how many outputs were invalid."""
+        from . import metrics as metric_fns
+
+        out = {m: metric_fns.METRICS[m](metric_inputs(m, predictions, labels), labels) for m in metric_names}
+        out["score"] = float(np.mean(list(out.values())))
+        out["invalid"] = int(np.sum(predictions == -1))
+        return out
+
+    def evaluate(self, model, split: TextToTextSplit, metric_names: list[str], batch_size: int, device) -> dict:
+        """`score` of this model's predictions on `split`."""
+        return self.score(self.predictions(model, split, batch_size, device)[0], split.labels, metric_names)
+
+
+def build(task, tokenizer, scoring: str = "generate") -> TextToText:
+    """T5's format, label words and candidate targets of `task` for `tokenizer`."""
+    from ..data.tokenizer import special_ids
+
+    special = special_ids(tokenizer)
+    fmt = task_format(task)
+    words = label_words(task, fmt)
+    plain = plain_tokenizer(tokenizer)
+    return TextToText(format=fmt, words=words, candidates=candidates(plain, words, special.eos), eos_id=special.eos,
+                      pad_id=special.pad, scoring=scoring, decode=plain.decode)
+
+
+def encode_task(tt: TextToText, tokenizer, task, max_length: int, where: str) -> dict[str, TextToTextSplit]:
+    """Every split of `task` formatted and tokenized (train and dev splits must be labelled)."""
+    plain = plain_tokenizer(tokenizer)
+    splits = {}
+    for name, examples in task.splits.items():
+        if examples is None:
+            continue
+        labelled = name == "train" or name.startswith("dev")
+        splits[name] = encode_split(plain, examples, tt.format, tt.words, tt.eos_id, max_length, f"{where} {name}",
+                                    require_labels=labelled)
+    return splits

@@ -57,9 +57,11 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
-    """AdamW (fused where PyTorch offers it) or LAMB; weight decay skips norms and biases."""
+    """AdamW (fused where PyTorch offers it), LAMB, or Adafactor (T5's optimiser, `torch.optim.Adafactor`
+    with its defaults, which are T5's: factored second moments, decay 1 − t^−0.8, update clipping at 1,
+    relative step scaled by the parameter's RMS); weight decay skips norms and biases."""
 
-    name: Literal["adamw", "lamb"] = "adamw"
+    name: Literal["adamw", "lamb", "adafactor"] = "adamw"
     lr: float = 1e-3
     betas: tuple[float, float] = (0.9, 0.98)
     eps: float = 1e-6
@@ -80,11 +82,13 @@ class OptimConfig:
 
 @dataclass
 class ScheduleConfig:
-    """Linear warm-up, then linear, cosine or constant, over the budget (steps, or wall time)."""
+    """Linear warm-up, then linear, cosine or constant, over the budget (steps, or wall time); or T5's
+    `inverse_sqrt`: the peak for the first `warmup_steps` steps, then peak·sqrt(W / step) (with peak 0.01 and
+    W = 10^4 this is T5's 1/sqrt(max(step, 10^4))), no linear warm-up."""
 
     warmup_steps: int = 0
     warmup_fraction: float = 0.0  # of the budget; the only warm-up unit a time budget accepts
-    decay: Literal["linear", "cosine", "constant"] = "linear"
+    decay: Literal["linear", "cosine", "constant", "inverse_sqrt"] = "linear"
     min_lr_ratio: float = 0.0  # the learning rate at the end, as a share of the peak
 
     def __post_init__(self):

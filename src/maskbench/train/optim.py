@@ -110,13 +110,18 @@ def fused_adamw_available(device: torch.device) -> bool:
 
 
 def build_optimizer(model: torch.nn.Module, config: OptimConfig, device: torch.device) -> torch.optim.Optimizer:
-    """AdamW or LAMB over `model`'s trainable parameters in the two weight-decay groups of `param_groups`."""
+    """AdamW, LAMB or Adafactor over `model`'s trainable parameters in the two weight-decay groups of
+    `param_groups`."""
     groups = param_groups(model, config.weight_decay, config.exclude_norm_and_bias)
     if config.name == "lamb":
         return Lamb(groups, lr=config.lr, betas=config.betas, eps=config.eps,
                     bias_correction=config.lamb_bias_correction)
     for group in groups:
         group.pop("adapt")
+    if config.name == "adafactor":
+        # PyTorch's defaults are T5's (Mesh TensorFlow's AdafactorOptimizer): beta2 = 1 - t^-0.8, update
+        # clipping d = 1, eps2 = 1e-3 for the parameter-scaled step; its step is min(lr, 1/sqrt(t))
+        return torch.optim.Adafactor(groups, lr=config.lr, foreach=True)
     fused = fused_adamw_available(device) if config.fused is None else config.fused
     options = {"fused": True} if fused else {"foreach": True}
     return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, eps=config.eps, **options)
@@ -150,6 +155,13 @@ class Schedule:
 
     def factor(self, step: int, elapsed: float = 0.0) -> float:
         cfg = self.config
+        if cfg.decay == "inverse_sqrt":  # T5: constant for the first W steps, then sqrt(W / step)
+            if self.by_time:
+                progress = min(max(elapsed / self.total_seconds, 0.0), 1.0)
+                return math.sqrt(cfg.warmup_fraction / max(progress, cfg.warmup_fraction)) \
+                    if cfg.warmup_fraction else 1.0
+            width = max(self.warmup_steps, 1)
+            return math.sqrt(width / max(step + 1, width))
         if self.by_time:
             progress = min(max(elapsed / self.total_seconds, 0.0), 1.0)
             if progress < cfg.warmup_fraction:

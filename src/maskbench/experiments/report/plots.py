@@ -1,5 +1,5 @@
 """The report's figures as PNG bytes (matplotlib, Agg backend): score against each numeric axis, loss
-curves, parameters against score, per-layer probes."""
+curves, parameters against score, per-layer probes, training vs validation loss by data size."""
 
 from __future__ import annotations
 
@@ -41,11 +41,38 @@ def plots(results: Results) -> list[tuple[str, str, bytes]]:
     png = _plot_params_vs_score(results)
     if png:
         out.append(("parameters-vs-score.png", "Parameters vs downstream score", png))
+    png = _plot_loss_gap(results)
+    if png:
+        out.append(("loss-gap-vs-data-size.png", "Training vs validation loss by pretraining data size "
+                    "(a widening gap is memorisation, T5 Table 9)", png))
     for task in unique(t for c in results.cells for t in c.probes):
         png = _plot_probe(results, task)
         if png:
             out.append((f"probe-{task}.png", f"Per-layer probe accuracy: {task}", png))
     return out
+
+
+def _plot_loss_gap(results: Results) -> bytes | None:
+    """Final training and validation loss against the number of distinct pretraining tokens (log scale),
+    each point labelled with how often the data was repeated; drawn when cells differ in data size."""
+    keys = ("data_tokens", "train_loss", "val_loss")
+    points = sorted((float(c.pretrain["data_tokens"]), float(c.pretrain["train_loss"]), float(c.pretrain["val_loss"]),
+                     float(c.pretrain.get("repetitions", float("nan"))))
+                    for c in results.cells if all(isinstance(c.pretrain.get(k), (int, float)) for k in keys))
+    if len({p[0] for p in points}) < 2:
+        return None
+    plt, fig, ax = _figure()
+    xs = [p[0] for p in points]
+    ax.plot(xs, [p[1] for p in points], marker="o", label="training loss (last logged window)")
+    ax.plot(xs, [p[2] for p in points], marker="s", label="validation loss")
+    for x, _train, val, reps in points:
+        ax.annotate(f"×{reps:.3g}", (x, val), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("distinct pretraining tokens (data.max_tokens; ×N = repetitions)")
+    ax.set_ylabel("loss")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return _png(plt, fig)
 
 
 def _numeric_axis_keys(results: Results) -> list[str]:

@@ -85,7 +85,9 @@ def _cell_name(cell: CellResult, name: str | None = None) -> str:
 PRETRAIN_COLUMNS = (("parameters", "parameters", None), ("steps", "steps", None),
                     ("val_loss", "val loss", "low"), ("val_accuracy", "val acc", "high"),
                     ("val_loss_ref", "val loss @ref rate", "low"), ("val_accuracy_ref", "val acc @ref rate", "high"),
-                    ("val_sentence_accuracy", "NSP/SOP acc", "high"), ("tokens_per_s", "tokens/s", None))
+                    ("val_sentence_accuracy", "NSP/SOP acc", "high"), ("train_loss", "train loss", None),
+                    ("loss_gap", "val − train loss", "low"), ("data_tokens", "data tokens", None),
+                    ("repetitions", "repetitions", None), ("tokens_per_s", "tokens/s", None))
 
 
 def pretrain_table(results: Results) -> Table | None:
