@@ -53,7 +53,7 @@ class UnsupervisedPart:
         return self.windows.num_windows
 
     def input_length(self) -> int:
-        """The corrupted input's length (what length bucketing sorts by)."""
+        """The raw window length, a bound of the corrupted input's (what length bucketing sorts by)."""
         return self.windows.seq_len
 
     def batch(self, examples: np.ndarray) -> dict[str, torch.Tensor]:

@@ -28,7 +28,7 @@ from ..errors import MaskbenchError
 from ..io import write_json, write_text
 from ..pool import worker_pool
 from .config import FinetuneConfig
-from .loop import Prepared, fisher_scores, prepare, train_seed
+from .loop import Prepared, default_lr_for, fisher_scores, prepare, train_seed
 from .squad_task import is_squad, prepare_squad
 from .summary import summarize, to_markdown
 
@@ -64,8 +64,6 @@ def prepared(cfg: FinetuneConfig) -> Prepared:
         if cfg.lr is not None:
             prep = dataclasses.replace(prep, lr=cfg.lr)
         else:
-            from .loop import default_lr_for
-
             prep = dataclasses.replace(prep, lr=default_lr_for(prep.model_config))
         return prep
     prep = prepare_squad(cfg) if is_squad(cfg.task) else prepare(cfg)
