@@ -138,3 +138,22 @@ def test_child_tuning_paper_scale_is_the_papers_recipe():
     for scale in ("tiny", "small"):
         tasks = {t for c in spec.resolve(scale) for t in c.config["finetune"]["tasks"]}
         assert tasks and "WNLI" not in tasks and "RTE" not in tasks, scale
+
+
+def test_albert_paper_scale_is_albert_s_recipe():
+    """LAMB as ALBERT's optimization.py, n-gram masking, SOP with short sequences, and the Table 5 claims."""
+    from maskbench.experiments.spec import load_spec
+    from maskbench.experiments.stages import validate_config
+
+    spec = load_spec("albert")
+    cells = [validate_config(c.config)["pretrain"] for c in spec.resolve("paper")]
+    for pre in cells:
+        assert pre["optim"] == {"name": "lamb", "lr": 0.00176, "betas": [0.9, 0.999], "eps": 1e-6,
+                                "weight_decay": 0.01, "exclude_norm_and_bias": True, "grad_clip": 1.0,
+                                "lamb_bias_correction": False}
+        assert pre["schedule"]["warmup_steps"] == 3125 and pre["schedule"]["decay"] == "linear"
+        assert pre["objective"]["unit"] == "ngram" and pre["objective"]["max_ngram"] == 3
+        assert pre["data"]["short_seq_prob"] == 0.1 and pre["budget"]["steps"] == 125000
+    assert {p["objective"]["name"] for p in cells} == {"mlm", "nsp", "sop"}
+    metrics = {c.metric for c in spec.claims}
+    assert {"pretrain.val_sop_pairs_accuracy", "pretrain.val_nsp_pairs_accuracy"} <= metrics

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..config import check_choice, check_range, from_dict, to_dict
+from ..data.shards import Shards
 from ..errors import ConfigError, MaskbenchError
 from ..io import read_json, write_json, write_text
 from ..runtime import progress_enabled
@@ -320,7 +321,20 @@ def pretrain_stage(ctx: StageContext) -> dict:
     result = {"pretrained": True, "model": "run/model", "metrics_file": "run/metrics.jsonl",
               **_final_metrics(summary), "summary": _jsonable(summary)}
     result.update(_parameter_counts(run / "model"))
+    result.update(_sentence_pairs(run / "model", config))
     return result
+
+
+def _sentence_pairs(model_dir: Path, config) -> dict:
+    """ALBERT's intrinsic table: the sentence head scored on held-out NSP pairs and SOP pairs."""
+    from ..models import load_model
+    from ..train.sentence_pairs import sentence_pair_accuracy
+
+    model = load_model(model_dir)
+    seq_len = config.data.seq_len or Shards.open(config.data.shards).manifest.get("seq_len") or 128
+    scores = sentence_pair_accuracy(model, config.data.shards, int(seq_len), batch_size=config.batch.size,
+                                    batches=config.eval.batches, seed=config.eval.seed)
+    return {f"val_{task}_pairs_accuracy": value for task, value in scores.items() if value is not None}
 
 
 def _external_model(model_path: str) -> dict:

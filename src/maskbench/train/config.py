@@ -49,10 +49,12 @@ class DataConfig:
     tokenizer: Path | None = None  # None: `tokenizer.json` beside the shards (as `maskbench prepare` writes it)
     seq_len: int | None = None  # model input length; None: the shards' sequence length
     max_tokens: int | None = None  # train on the first N tokens of the train split only (T5's data-size study)
+    short_seq_prob: float = 0.1  # NSP/SOP: share of documents with a shorter target length (BERT, ALBERT)
 
     def __post_init__(self):
         check_range("seq_len", self.seq_len, 8, None)
         check_range("max_tokens", self.max_tokens, 1, None)
+        check_range("short_seq_prob", self.short_seq_prob, 0, 1)
 
 
 @dataclass

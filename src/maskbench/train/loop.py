@@ -314,7 +314,8 @@ class Trainer:
         add_special = not s.seq2seq
         loader = PretrainBatches(s.shards_dir, "train", batch_size=cfg.batch.size // world.world_size,
                                  seq_len=s.raw_seq_len, seed=cfg.seed, pairs=pairs, add_special=add_special,
-                                 rank=world.rank, world_size=world.world_size, max_tokens=cfg.data.max_tokens)
+                                 rank=world.rank, world_size=world.world_size, max_tokens=cfg.data.max_tokens,
+                                 short_seq_prob=cfg.data.short_seq_prob)
         eval_size = cfg.eval.batch_size or cfg.batch.size
         if eval_size % world.world_size:
             raise ConfigError(f"{eval_size} sequences do not split over {world.world_size} processes",
@@ -322,7 +323,8 @@ class Trainer:
         val_loader, eval_disabled_reason = None, ""
         try:
             val_loader = PretrainBatches(s.shards_dir, "validation", batch_size=eval_size, seq_len=s.raw_seq_len,
-                                         seed=cfg.eval.seed, pairs=pairs, add_special=add_special)
+                                         seed=cfg.eval.seed, pairs=pairs, add_special=add_special,
+                                         short_seq_prob=cfg.data.short_seq_prob)
         except DataError as e:
             eval_disabled_reason = str(e)
         device = world.device

@@ -85,7 +85,9 @@ def _cell_name(cell: CellResult, name: str | None = None) -> str:
 PRETRAIN_COLUMNS = (("parameters", "parameters", None), ("steps", "steps", None),
                     ("val_loss", "val loss", "low"), ("val_accuracy", "val acc", "high"),
                     ("val_loss_ref", "val loss @ref rate", "low"), ("val_accuracy_ref", "val acc @ref rate", "high"),
-                    ("val_sentence_accuracy", "NSP/SOP acc", "high"), ("train_loss", "train loss", None),
+                    ("val_sentence_accuracy", "NSP/SOP acc", "high"),
+                    ("val_nsp_pairs_accuracy", "acc on NSP pairs", "high"),
+                    ("val_sop_pairs_accuracy", "acc on SOP pairs", "high"), ("train_loss", "train loss", None),
                     ("loss_gap", "val − train loss", "low"), ("data_tokens", "data tokens", None),
                     ("repetitions", "repetitions", None), ("tokens_per_s", "tokens/s", None))
 
