@@ -32,6 +32,12 @@ def register(subparsers) -> None:
                    help="vanilla, child_f, child_d, l2sp or mixout; comma-separated or repeated")
     p.add_argument("--seeds", type=_seeds, help="comma-separated seeds (default 0,1,2)")
     p.add_argument("--jobs", type=int, help="runs in parallel processes (default 1: one after another)")
+    p.add_argument("--eval-task", action="append", default=[], metavar="TASK",
+                   help="domain transfer: also score each fine-tuned model on this task's dev split (same labels, "
+                        "e.g. --task RTE --eval-task QNLI); repeatable")
+    p.add_argument("--transfer-task", metavar="TASK",
+                   help="task transfer: train a new head on this task over each frozen fine-tuned encoder and "
+                        "score it (transfer.epochs, transfer.lr)")
     p.add_argument("--config", help="a TOML file with FinetuneConfig keys (command-line flags win)")
     add_set_argument(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -52,6 +58,9 @@ def _finetune(args) -> int:
         flags["methods"] = methods
     if args.no_progress:
         flags["progress"] = False
+    transfer = {"eval_tasks": args.eval_task or None, "task": args.transfer_task}
+    if any(v is not None for v in transfer.values()):
+        flags["transfer"] = {k: v for k, v in transfer.items() if v is not None}
     cfg = load_config(FinetuneConfig, args.config, args.overrides, flags=flags)
     summary = finetune(cfg, args.out)
     print(to_markdown(summary), end="")

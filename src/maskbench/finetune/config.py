@@ -146,6 +146,27 @@ class MixtureConfig:
 
 
 @dataclass
+class TransferConfig:
+    """Child-Tuning's generalisation tests on every fine-tuned model (see `maskbench.finetune.transfer`):
+    `eval_tasks`, domain transfer (the model scored on other tasks with the same labels); `task`, task
+    transfer (a new head trained on this task over the frozen fine-tuned encoder, for `epochs` at `lr`,
+    default the run's learning rate, on at most `max_train_examples` examples)."""
+
+    eval_tasks: list[str] = field(default_factory=list)
+    task: str | None = None
+    epochs: float = 3.0
+    lr: float | None = None
+    max_train_examples: int | None = None
+
+    def __post_init__(self):
+        if isinstance(self.eval_tasks, str):
+            self.eval_tasks = [self.eval_tasks]
+        check_range("epochs", self.epochs, 0, low_open=True)
+        check_range("lr", self.lr, 0, low_open=True)
+        check_range("max_train_examples", self.max_train_examples, 1)
+
+
+@dataclass
 class FinetuneConfig:
     """A fine-tuning comparison: one task, one checkpoint, several methods × seeds.
 
@@ -192,6 +213,7 @@ class FinetuneConfig:
     mixout: MixoutConfig = field(default_factory=MixoutConfig)
     squad: SquadConfig = field(default_factory=SquadConfig)
     mixture: MixtureConfig = field(default_factory=MixtureConfig)
+    transfer: TransferConfig = field(default_factory=TransferConfig)
 
     def __post_init__(self):
         if isinstance(self.methods, str):

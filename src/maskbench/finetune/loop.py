@@ -127,8 +127,9 @@ def _require_split(task, name: str, where: str) -> Any:
     return splits[name]
 
 
-def prepare(cfg: FinetuneConfig) -> Prepared:
-    """Read, check and tokenize the task, load the checkpoint; raises before anything is written."""
+def prepare(cfg: FinetuneConfig, required_splits: tuple[str, ...] = ("train", "dev", "test")) -> Prepared:
+    """Read, check and tokenize the task, load the checkpoint; raises before anything is written.
+    (`required_splits=("dev",)`: a task only evaluated, as the domain-transfer targets.)"""
     from ..data.glue import load_task
 
     if not cfg.task:
@@ -137,7 +138,7 @@ def prepare(cfg: FinetuneConfig) -> Prepared:
         raise ConfigError("no checkpoint given (--checkpoint RUN_OR_MODEL_DIR or random:SIZE)", "checkpoint")
     task = load_task(cfg.task, cfg.data)
     where = getattr(task, "name", None) or cfg.task
-    for name in ("train", "dev", "test"):
+    for name in required_splits:
         _require_split(task, name, where)
     num_labels = int(task.num_labels)
     label_names = list(task.label_names) if getattr(task, "label_names", None) else None
@@ -194,7 +195,7 @@ def prepare(cfg: FinetuneConfig) -> Prepared:
             labelled = name == "train" or name.startswith("dev")
             splits[name] = encode_split(tokenizer, examples, num_labels, label_names, f"{where} {name}",
                                         require_labels=labelled, max_length=cfg.max_length)
-    if cfg.max_train_examples and len(splits["train"]) > cfg.max_train_examples:
+    if cfg.max_train_examples and "train" in splits and len(splits["train"]) > cfg.max_train_examples:
         splits["train"] = splits["train"].subset(np.arange(cfg.max_train_examples))
     mixture = None
     if cfg.mixture.enabled:
@@ -548,8 +549,10 @@ def _save_finetuned(model: torch.nn.Module, prep: Prepared, folder: Path) -> Non
 
 
 def train_seed(prep: Prepared, cfg: FinetuneConfig, method: str, seed: int, seed_dir: str | os.PathLike,
-               fisher: tuple[dict, dict] | None = None, fingerprint: str = "") -> dict:
+               fisher: tuple[dict, dict] | None = None, fingerprint: str = "",
+               extra: Callable[[torch.nn.Module], dict] | None = None) -> dict:
     """Fine-tune one (method, seed) and write its folder atomically; returns the content of `best.json`.
+    `extra(model)` adds results computed on the final model (the transfer tests) to `best.json`.
 
     Epochs of shuffled batches through `train_step`; after each, every dev split is scored and the best
     state kept (early stopping after `early_stopping` epochs without a better dev score); the best state
@@ -633,6 +636,8 @@ def train_seed(prep: Prepared, cfg: FinetuneConfig, method: str, seed: int, seed
                                       "targets": prep.text_to_text.words or "stsb",
                                       "invalid_test": prep.text_to_text.invalid_counts(
                                           {name: prep.splits[name] for name in prep.test_splits})}
+        if extra is not None:
+            result.update(extra(model))
         if cfg.save_model:
             _save_finetuned(model, prep, tmp / "model")
         write_json(tmp / "best.json", result)

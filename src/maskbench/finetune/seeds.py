@@ -31,6 +31,7 @@ from .config import FinetuneConfig
 from .loop import Prepared, default_lr_for, fisher_scores, prepare, train_seed
 from .squad_task import is_squad, prepare_squad
 from .summary import summarize, to_markdown
+from .transfer import Targets, prepare_targets, run_transfer
 
 _VOLATILE = ("methods", "seeds", "jobs", "progress")
 _PREPARED: "OrderedDict[str, Prepared]" = OrderedDict()
@@ -101,7 +102,15 @@ def _worker(cfg_dict: dict, method: str, seed: int, run_dir: str, fp: str, fishe
     cfg = from_dict(FinetuneConfig, cfg_dict)
     prep = prepared(cfg)
     fisher = _load_fisher(fisher_path) if fisher_path else None
-    return train_seed(prep, cfg, method, seed, run_dir, fisher=fisher, fingerprint=fp)
+    return train_seed(prep, cfg, method, seed, run_dir, fisher=fisher, fingerprint=fp,
+                      extra=_transfer_tests(cfg, prep, prepare_targets(cfg, prep, prepared), seed))
+
+
+def _transfer_tests(cfg: FinetuneConfig, prep: Prepared, targets: Targets, seed: int):
+    """The transfer tests as `train_seed`'s `extra` (None when the config asks for none)."""
+    if not targets:
+        return None
+    return lambda model: run_transfer(model, prep, targets, cfg, seed)
 
 
 def _save_fisher(path: Path, fisher: tuple[dict, dict]) -> None:
@@ -137,6 +146,7 @@ def finetune(config: FinetuneConfig | dict, out_dir: str | os.PathLike, methods:
         cfg = dataclasses.replace(cfg, methods=list(methods))
     out_dir = Path(out_dir)
     prep = prepared(cfg)
+    targets = prepare_targets(cfg, prep, prepared)
     fp = fingerprint(cfg)
     done = _existing(out_dir, fp)
     todo = [(m, s) for m in cfg.methods for s in cfg.seeds if s not in done.get(m, {})]
@@ -149,7 +159,8 @@ def finetune(config: FinetuneConfig | dict, out_dir: str | os.PathLike, methods:
     if cfg.jobs <= 1 or len(todo) <= 1:
         for method, seed in todo:
             results.append(train_seed(prep, cfg, method, seed, _run_dir(out_dir, method, seed),
-                                      fisher=fisher if method == "child_d" else None, fingerprint=fp))
+                                      fisher=fisher if method == "child_d" else None, fingerprint=fp,
+                                      extra=_transfer_tests(cfg, prep, targets, seed)))
     else:
         results = _run_parallel(cfg, todo, out_dir, fp, fisher)
     for result in results:

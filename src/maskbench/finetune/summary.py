@@ -82,7 +82,24 @@ def summarize(runs: dict[str, list[dict]], metric_names: list[str], dev_splits: 
                                      for m in metric_names}
             versus[method] = comparison
     return {**(context or {}), "metrics": list(metric_names), "dev_splits": list(dev_splits), "methods": methods,
-            "vs_vanilla": versus}
+            "vs_vanilla": versus, **_transfer_summary(runs)}
+
+
+def _transfer_summary(runs: dict[str, list[dict]]) -> dict:
+    """{"transfer": {test name: {method: score stats, "vs_vanilla": {method: paired test}}}} when the runs
+    carry transfer results (`maskbench.finetune.transfer`); empty otherwise."""
+    names = sorted({name for results in runs.values() for r in results for name in r.get("transfer", {})})
+    out: dict[str, Any] = {}
+    for name in names:
+        scores = {m: {r["seed"]: r["transfer"][name]["score"] for r in results if name in r.get("transfer", {})}
+                  for m, results in runs.items()}
+        entry: dict[str, Any] = {m: _stats([v[s] for s in sorted(v)]) for m, v in scores.items() if v}
+        base = scores.get("vanilla", {})
+        entry["vs_vanilla"] = {m: paired_test([v[s] for s in sorted(set(v) & set(base))],
+                                              [base[s] for s in sorted(set(v) & set(base))])
+                               for m, v in scores.items() if m != "vanilla" and base}
+        out[name] = entry
+    return {"transfer": out} if out else {}
 
 
 def _pm(stats: dict, scale: float = 100.0) -> str:
@@ -115,6 +132,16 @@ def to_markdown(summary: dict) -> str:
         else:
             row += ["–", "–"]
         lines.append("| " + " | ".join(row) + " |")
+    for name, entry in summary.get("transfer", {}).items():
+        lines += ["", f"## {name}", "", "| method | seeds | score | Δ score vs vanilla | p (paired t) |",
+                  "|---|---|---|---|---|"]
+        for method in summary["methods"]:
+            if method not in entry:
+                continue
+            versus = entry["vs_vanilla"].get(method)
+            delta = ["–", "–"] if not versus or versus["diff_mean"] is None else \
+                [f"{versus['diff_mean'] * 100:+.2f}", _p(versus["p"])]
+            lines.append(f"| {method} | {len(entry[method]['values'])} | {_pm(entry[method])} | " + " | ".join(delta) + " |")
     fisher = [(m, e["fisher"]) for m, e in summary["methods"].items() if "fisher" in e]
     for method, info in fisher:
         lines += ["", f"{method}: Fisher information over {info.get('examples')} training examples in "
