@@ -30,6 +30,7 @@ from ..train.config import OptimConfig, ScheduleConfig
 from ..train.optim import Optimization, build_optimization
 from ..train.state import TrainState, WindowStats
 from . import metrics as metric_fns
+from .best_model import MODEL_DIR, save_best_model
 from .child_tuning import (ChildTuningD, ChildTuningF, fisher_information, pretrained_parameters,
                            row_sparse_parameters, top_fraction_masks)
 from .config import FinetuneConfig, default_lr
@@ -612,6 +613,8 @@ def train_seed(prep: Prepared, cfg: FinetuneConfig, method: str, seed: int, seed
                     break
         model.load_state_dict(best_state)
         hooks.detach(model)
+        saved = save_best_model(model.eval(), tmp / MODEL_DIR, prep.checkpoint,
+                                prep.tokenizer.to_str() if prep.tokenizer is not None else None)
         predictions = {}
         predict_test = prep.head.predict_test or prep.head.predict
         for name in prep.test_splits:
@@ -627,7 +630,8 @@ def train_seed(prep: Prepared, cfg: FinetuneConfig, method: str, seed: int, seed
             "epochs_run": epoch, "steps": state.step, "lr": prep.lr,
             "train_seconds": round(time.perf_counter() - started, 3),
             "step_seconds_median": round(statistics.median(step_times), 6) if step_times else None,
-            "predictions": predictions, "fingerprint": fingerprint, **hooks.info,
+            "predictions": predictions, "model": MODEL_DIR, **saved,
+            "fingerprint": fingerprint, **hooks.info,
         }
         if prep.mixture is not None:
             result["mixture"] = prep.mixture

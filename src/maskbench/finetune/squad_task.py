@@ -96,4 +96,5 @@ def prepare_squad(cfg: FinetuneConfig) -> Prepared:
     lr = cfg.lr if cfg.lr is not None else default_lr(model_config.hidden_size)
     return Prepared(task_name=f"squad-{version}", task=s, splits=splits, num_labels=2, label_names=None,
                     metric_names=["exact_match", "f1"], model_config=model_config, encoder_state=state,
-                    pad_id=ids.pad, lr=lr, checkpoint=cfg.checkpoint, head=QUESTION_ANSWERING)
+                    pad_id=ids.pad, lr=lr, checkpoint=cfg.checkpoint, head=QUESTION_ANSWERING,
+                    tokenizer=tokenizer)

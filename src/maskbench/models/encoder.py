@@ -133,7 +133,8 @@ class Embeddings(nn.Module):
         length = input_ids.shape[1]
         x = self.word_embeddings(input_ids) + self.position_embeddings.weight[:length]
         if self.token_type_embeddings is not None:
-            if token_type_ids is None:
+            if token_type_ids is None or self.token_type_embeddings.num_embeddings == 1:
+                # one segment type (RoBERTa): a pair's segment ids (0/1 from a BERT-style encoder) do not apply
                 x = x + self.token_type_embeddings.weight[0]
             else:
                 x = x + self.token_type_embeddings(token_type_ids)

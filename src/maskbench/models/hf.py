@@ -95,6 +95,8 @@ def _head_pairs(kind: str, head: str | None):
             pairs.append((f"sentence.{p}", "cls.seq_relationship." + p if kind == "bert" else f"sop_classifier.classifier.{p}"))
         if head == "classification":
             pairs.append((f"classifier.{p}", f"classifier.{p}"))
+        if head == "question_answering":
+            pairs.append((f"qa_outputs.{p}", f"qa_outputs.{p}"))
     if head == "pretraining":
         pairs.append(("mlm.bias", "cls.predictions.bias" if kind == "bert" else "predictions.bias"))
     return pairs
@@ -309,7 +311,10 @@ def _export_encoder(model, transformers, requested: str | None = None):
     if requested is not None and requested != kind:
         raise CheckpointError(f"this model exports as {kind}, not {requested} "
                               f"({'factorized or shared' if kind == 'albert' else 'neither factorized nor shared'})")
-    if not isinstance(model, (EncoderForPretraining, EncoderForSequenceClassification, EncoderModel)):
+    from .qa import EncoderForQuestionAnswering
+
+    if not isinstance(model, (EncoderForPretraining, EncoderForSequenceClassification, EncoderModel,
+                              EncoderForQuestionAnswering)):
         raise CheckpointError(f"a {type(model).__name__} exports as electra only (--hf-type electra)")
     common = dict(vocab_size=config.vocab_size, hidden_size=config.hidden_size, num_hidden_layers=config.num_layers,
                   num_attention_heads=config.num_heads, intermediate_size=config.intermediate_size,
@@ -332,8 +337,9 @@ def _export_encoder(model, transformers, requested: str | None = None):
         hf_config.num_labels = model.num_labels
         if model.num_labels == 1:
             hf_config.problem_type = "regression"
+    elif isinstance(model, EncoderForQuestionAnswering):
+        arch = ("Bert" if kind == "bert" else "Albert") + "ForQuestionAnswering"
     else:
-        assert isinstance(model, EncoderModel)
         arch = "BertModel" if kind == "bert" else "AlbertModel"
     hf_config.architectures = [arch]
     hf_model = getattr(transformers, arch)(hf_config)
@@ -342,7 +348,8 @@ def _export_encoder(model, transformers, requested: str | None = None):
     n_attention = len((model if prefix == "" else model.encoder).attention)
     pairs = _encoder_pairs(kind, config.num_layers, n_attention, n_attention, config.embedding_size is not None)
     head = "pretraining" if arch.endswith("MaskedLM") or arch.endswith("PreTraining") else \
-        "classification" if arch.endswith("Classification") else None
+        "classification" if arch.endswith("Classification") else \
+        "question_answering" if arch.endswith("QuestionAnswering") else None
     head_pairs = _head_pairs(kind, head) + (_head_pairs(kind, "sentence") if arch.endswith("PreTraining") else [])
     hf_state = {}
     for mine, theirs in pairs:
@@ -360,7 +367,7 @@ def _export_encoder(model, transformers, requested: str | None = None):
     if arch in ("BertModel", "AlbertModel"):
         hf_state = {k.split(".", 1)[1]: v for k, v in hf_state.items()}
     expected = hf_model.state_dict()
-    if arch.endswith("ForMaskedLM"):  # HF's masked-LM models have no pooler
+    if arch.endswith("ForMaskedLM") or arch.endswith("ForQuestionAnswering"):  # no pooler in these HF models
         hf_state = {k: v for k, v in hf_state.items() if "pooler" not in k}
     return hf_model, hf_state, expected
 
@@ -440,7 +447,7 @@ def _export_family(model, kind: str, transformers):
     return hf_model, hf_state, expected
 
 
-def _export_type(requested: str, model, source: Path) -> str:
+def _export_type(requested: str, model, meta: dict) -> str:
     """The HF family to write: the requested one, or for "auto" the one the model came from."""
     if requested not in EXPORT_TYPES:
         raise CheckpointError(f"unknown Hugging Face type '{requested}'; choose one of {', '.join(EXPORT_TYPES)}")
@@ -450,8 +457,9 @@ def _export_type(requested: str, model, source: Path) -> str:
         return "electra"
     if getattr(model.config, "norm", "post") == "pre":  # the one HF encoder family with pre-LN blocks
         return "roberta-prelayernorm"
-    meta = read_json(source / CONFIG)
     origin = meta.get("hf_model_type") or meta.get("model_type")
+    if origin == "electra" and type(model).__name__ == "EncoderForSequenceClassification":
+        return "auto"  # ELECTRA's classification head is not ours; BERT/ALBERT's is
     return origin if origin in hf_families.FAMILIES else "auto"
 
 
@@ -461,10 +469,22 @@ def export_hf(model_dir: str | os.PathLike, out_dir: str | os.PathLike, hf_type:
     `hf_type`: the transformers family (bert, albert, roberta, xlm-roberta, electra, roberta-prelayernorm);
     "auto" keeps the one a model was imported from, else RobertaPreLayerNorm for pre-LN encoders, BERT for
     plain encoders and ALBERT for factorized or shared ones."""
-    transformers = _transformers()
+    _transformers()
     source = resolve_model_dir(model_dir)
     model = load_model(source)
-    kind = _export_type(hf_type, model, source)
+    candidates = [source / "tokenizer.json", source.parent / "tokenizer.json",
+                  source.parent.parent / "model" / "tokenizer.json"]
+    found = next((p for p in candidates if p.is_file()), None)
+    return export_model(model, out_dir, hf_type, found.read_text(encoding="utf-8") if found else None,
+                        origin=read_json(source / CONFIG))
+
+
+def export_model(model, out_dir: str | os.PathLike, hf_type: str = "auto", tokenizer_json: str | None = None,
+                 origin: dict | None = None) -> Path:
+    """`export_hf` for a model in memory (fine-tuning saves its best model this way); `origin` is the
+    config.json of the folder it came from (for hf_type "auto"), `tokenizer_json` its tokenizer."""
+    transformers = _transformers()
+    kind = _export_type(hf_type, model, origin or {})
     if type(model).__name__ == "EncoderDecoderModel":
         if kind not in ("auto",):
             raise CheckpointError(f"an encoder-decoder model exports as t5, not {kind}")
@@ -481,24 +501,21 @@ def export_hf(model_dir: str | os.PathLike, out_dir: str | os.PathLike, hf_type:
     for name in hf_state:
         if name not in expected:
             raise CheckpointError(f"export: weight '{name}' has no place in {type(hf_model).__name__}")
-    hf_model.load_state_dict(hf_state, strict=False)
+    hf_model.load_state_dict({k: v.detach().cpu() for k, v in hf_state.items()}, strict=False)
     hf_model.tie_weights()
     with atomic_dir(out_dir) as tmp:
         hf_model.save_pretrained(str(tmp))
-        _export_tokenizer(source, tmp, model)
+        if tokenizer_json is not None:
+            _export_tokenizer(tokenizer_json, tmp, model)
     return Path(out_dir)
 
 
-def _export_tokenizer(source: Path, out: Path, model) -> None:
-    """Copy tokenizer.json (from the model folder or its run) and write a config AutoTokenizer reads."""
-    candidates = [source / "tokenizer.json", source.parent / "tokenizer.json", source.parent.parent / "model" / "tokenizer.json"]
-    found = next((p for p in candidates if p.is_file()), None)
-    if found is None:
-        return
-    shutil.copyfile(found, out / "tokenizer.json")
+def _export_tokenizer(tokenizer_json: str, out: Path, model) -> None:
+    """Write tokenizer.json and a tokenizer_config.json that AutoTokenizer reads."""
     import json
 
-    vocab = json.loads(found.read_text(encoding="utf-8"))
+    (out / "tokenizer.json").write_text(tokenizer_json, encoding="utf-8")
+    vocab = json.loads(tokenizer_json)
     present = {t.get("content") for t in vocab.get("added_tokens", [])}
     config = {"tokenizer_class": "PreTrainedTokenizerFast",
               "model_max_length": getattr(model.config, "max_positions", 512)}
