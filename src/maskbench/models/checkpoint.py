@@ -76,12 +76,17 @@ def save_model(model: nn.Module, directory: str | os.PathLike, extra: dict | Non
 
 
 def resolve_model_dir(path: str | os.PathLike) -> Path:
-    """The folder that holds the weights: the path itself, RUN/model, or RUN's newest checkpoint."""
-    path = Path(path)
+    """The folder that holds the weights: the path itself, RUN/model, RUN's newest checkpoint, or the cached
+    snapshot of a Hugging Face Hub id (`models/hub.py`)."""
+    text, path = str(path), Path(path)
     if path.is_file():
         path = path.parent
     if not path.exists():
-        raise CheckpointError(f"model path not found: {path}")
+        from .hub import fetch, looks_like_hub_id
+
+        if not looks_like_hub_id(text):
+            raise CheckpointError(f"model path not found: {path}")
+        path = fetch(text)
     if (path / CONFIG).is_file():
         return path
     if (path / "model" / CONFIG).is_file():

@@ -282,7 +282,7 @@ def import_hf(hf_dir: str | os.PathLike, head: str | None = None, num_labels: in
 
 def import_to_folder(hf_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
     """`maskbench import`: a Hugging Face folder → a maskbench model folder (+ its tokenizer files)."""
-    hf_dir = Path(hf_dir)
+    hf_dir = resolve_model_dir(hf_dir)  # a folder, or a Hub id from the Hugging Face cache
     if not (hf_dir / CONFIG).is_file():
         raise CheckpointError(f"{hf_dir} has no config.json; point --from at a Hugging Face model folder")
     model = import_hf(hf_dir)
