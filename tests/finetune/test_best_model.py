@@ -107,3 +107,17 @@ def test_electra_discriminator_fine_tunes(tmp_path, task):
     assert best["model_format"] == "hf"  # an ALBERT-style (factorized) classifier: ELECTRA's head differs
     assert _hf_dev_accuracy(tmp_path / "ft" / "child_d" / "seed-0" / "model", task) == pytest.approx(
         best["dev"]["accuracy"])
+
+
+def test_fine_tuning_writes_tensorboard_events_and_plain_progress(tmp_path, task, capsys):
+    pytest.importorskip("tensorboard")
+    tokenizer = train_tokenizer([], "wordpiece", 300, tmp_path / "tok.json",
+                                texts=load_task(task).splits["train"].text_a)
+    args = ["finetune", "--task", str(task), "--checkpoint", "random:bert-tiny", "--tokenizer", str(tmp_path / "tok.json"),
+            "--out", str(tmp_path / "ft"), *[a for a in QUICK if a != "--no-progress"]]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "\r" not in err and "vanilla seed 0 epoch 1:" in err
+    events = list((tmp_path / "ft" / "vanilla" / "seed-0" / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
+    assert tokenizer.get_vocab_size() > 0

@@ -203,6 +203,7 @@ class FinetuneConfig:
     max_train_examples: int | None = None
     device: str = "cpu"
     progress: bool = True
+    tensorboard: bool = True  # events in each run's tensorboard/ folder (train loss, dev metrics per epoch)
     optimizer: str = "adamw"  # or "adafactor" (T5 fine-tuned with Adafactor at a constant 1e-3)
     lr_schedule: str = "linear"  # after `warmup`: "linear" decay to 0, "constant", "cosine" or "inverse_sqrt"
     scoring: str = "generate"  # text-to-text: greedy decoding + exact match, or "rank" (rank classification)

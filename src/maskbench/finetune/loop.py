@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,8 @@ import torch
 
 from ..errors import CheckpointError, ConfigError, DataError
 from ..io import append_jsonl, atomic_dir, write_json, write_text
+from ..progress import progress_bar
+from ..train.logging import event_writer
 from ..runtime import resolve_device, seed_everything
 from ..train.config import OptimConfig, ScheduleConfig
 from ..train.optim import Optimization, build_optimization
@@ -349,9 +350,7 @@ class _NoBar:
 def _progress(cfg: FinetuneConfig, total: int, desc: str, unit: str):
     if not cfg.progress:
         return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False, dynamic_ncols=True)
+    return progress_bar(total, desc, unit)
 
 
 @torch.inference_mode()
@@ -425,6 +424,19 @@ def evaluate(model, prep: Prepared, split_name: str, cfg: FinetuneConfig, device
     if prep.head.score is not None:
         return prep.head.score(prep, predictions, split)
     return metric_fns.compute(prep.metric_names, predictions, split.labels)
+
+
+def log_events(writer, record: dict) -> None:
+    """One epoch's record as TensorBoard scalars at its step: train/loss, train/lr, SPLIT/METRIC."""
+    step = record["step"]
+    writer.add_scalar("train/loss", record["train_loss"], step)
+    writer.add_scalar("train/lr", record["lr"], step)
+    for split, values in record.items():
+        if isinstance(values, dict):
+            for metric, value in values.items():
+                if isinstance(value, (int, float)):
+                    writer.add_scalar(f"{split}/{metric}", value, step)
+    writer.flush()
 
 
 def submission_text(predictions: np.ndarray, index: list, num_labels: int, label_names: list | None) -> str:
@@ -581,6 +593,7 @@ def train_seed(prep: Prepared, cfg: FinetuneConfig, method: str, seed: int, seed
     started = time.perf_counter()
     with atomic_dir(seed_dir) as tmp:
         metrics_path = tmp / "metrics.jsonl"
+        events = event_writer(tmp / "tensorboard") if cfg.tensorboard else None
         epoch = 0
         while state.step < steps:
             epoch += 1
@@ -603,6 +616,8 @@ def train_seed(prep: Prepared, cfg: FinetuneConfig, method: str, seed: int, seed
                 record[name] = evaluate(model, prep, name, cfg, device)
             record["score"] = record["dev"]["score"]
             append_jsonl(metrics_path, record)
+            if events is not None:
+                log_events(events, record)
             if best is None or record["score"] > best["score"]:
                 best = dict(record)
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -611,6 +626,8 @@ def train_seed(prep: Prepared, cfg: FinetuneConfig, method: str, seed: int, seed
                 stale += 1
                 if cfg.early_stopping and stale >= cfg.early_stopping:
                     break
+        if events is not None:
+            events.close()
         model.load_state_dict(best_state)
         hooks.detach(model)
         saved = save_best_model(model.eval(), tmp / MODEL_DIR, prep.checkpoint,

@@ -44,6 +44,7 @@ def _transformers():
     except ImportError:  # pragma: no cover - the `hf` extra
         raise CheckpointError("Hugging Face interop needs `transformers`: pip install 'maskbench[hf]'") from None
     transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()  # its shard bars would interleave with maskbench's output
     return transformers
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..errors import MaskbenchError
 from ..io import append_jsonl, read_jsonl, write_text
+from ..progress import progress_bar
 
 
 def _disk_error(path: Path, error: OSError) -> MaskbenchError:
@@ -41,6 +42,23 @@ def format_eta(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
 
 
+_SKIPPED_SAID = False
+
+
+def event_writer(folder: Path):
+    """A TensorBoard SummaryWriter for `folder`, or None with one line (once per process) saying why."""
+    global _SKIPPED_SAID
+    if importlib.util.find_spec("tensorboard") is None:
+        if not _SKIPPED_SAID:
+            print("maskbench: tensorboard is not installed; TensorBoard events are skipped "
+                  "(metrics.jsonl has every number; pip install tensorboard)", file=sys.stderr)
+            _SKIPPED_SAID = True
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(log_dir=str(folder))
+
+
 class MetricsLog:
     """metrics.jsonl + optional TensorBoard + the progress bar, for rank 0 (other ranks get `enabled=False`)."""
 
@@ -53,17 +71,13 @@ class MetricsLog:
         self.bar = None
         if not enabled:
             return
-        if tensorboard and importlib.util.find_spec("tensorboard") is not None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.writer = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"))
+        if tensorboard:
+            self.writer = event_writer(Path(run_dir) / "tensorboard")
         if progress:
-            from tqdm.auto import tqdm
-
             unit = "s" if by_time else "step"
-            self.bar = tqdm(total=round(total, 1) if by_time else int(total), initial=initial, unit=unit,
-                            desc="pretrain", file=sys.stderr, dynamic_ncols=True, leave=True,
-                            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]")
+            self.bar = progress_bar(round(total, 1) if by_time else int(total), "pretrain", unit, initial=initial,
+                                    leave=True,
+                                    bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]")
 
     def write(self, record: dict) -> None:
         if not self.enabled:
