@@ -11,7 +11,7 @@ import sys
 
 
 def register(subparsers) -> None:
-    from ..cli import add_set_argument
+    from ..cli import add_examples, add_set_argument
 
     corpus = subparsers.add_parser("corpus", help="write the built-in synthetic corpus and tasks")
     corpus_sub = corpus.add_subparsers(dest="corpus_command", metavar="WHAT")
@@ -67,7 +67,9 @@ def register(subparsers) -> None:
                       help="a sentence is a line (default) or ends at . ! ? (for hard-wrapped books)")
     prep.add_argument("--text-field", help="JSONL/dataset field holding the text (text)")
     prep.add_argument("--overwrite", action="store_true", help="replace existing shards in --out")
-    add_set_argument(prep)
+    add_set_argument(prep, "seq_len=256")
+    add_examples(prep, "maskbench prepare --input corpus/ --tokenizer tok.json --seq-len 128 --out shards/",
+                 "maskbench prepare --input 'books/*.txt.gz' --tokenizer vocab.txt --out shards/ --set seq_len=512")
     prep.set_defaults(func=_prepare)
 
     shards = subparsers.add_parser("shards", help="summarise (and verify) a prepared shard folder")

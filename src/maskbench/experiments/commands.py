@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
-    from ..cli import add_set_argument
+    from ..cli import add_examples, add_set_argument
 
     exp = subparsers.add_parser("experiment", help="run a study (a spec or preset) and write its report",
                                 description="Run the comparisons of the four studies, or your own grid, with "
@@ -23,7 +23,10 @@ def register(subparsers) -> None:
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.add_argument("--dry-run", action="store_true",
                      help="run nothing: print the resolved recipe (every default filled in) and the cells")
-    add_set_argument(run)
+    add_set_argument(run, "finetune.epochs=5")
+    add_examples(run, "maskbench experiment run mask-rate --scale tiny --dry-run",
+                 "maskbench experiment run mask-rate --scale tiny --out exp/mask-rate",
+                 "maskbench experiment run my-grid.toml --out exp/mine")
     run.set_defaults(func=run_command)
 
     rep = sub.add_parser("report", help="(re)write report.md and report.html of an experiment folder")
@@ -44,7 +47,8 @@ def register(subparsers) -> None:
     demo.add_argument("--out", type=Path, default=Path("maskbench-demo"), help="output folder (default ./maskbench-demo)")
     demo.add_argument("--jobs", type=int, default=1, help="independent stages run in this many processes")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
-    add_set_argument(demo)
+    add_set_argument(demo, "finetune.epochs=5")
+    add_examples(demo, "maskbench demo", "maskbench demo --out demo-out --jobs 2 --quiet")
     demo.set_defaults(func=demo_command)
 
 

@@ -16,8 +16,31 @@ def _seeds(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"seeds must be integers separated by commas, got {text!r}") from None
 
 
+def keys_table() -> str:
+    """Every `--set` key of FinetuneConfig with its default, for `finetune --help`."""
+    import dataclasses
+
+    from ..config import to_dict
+    from .config import FinetuneConfig
+
+    lines = ["keys for --set and --config (default; lr empty = chosen for the model's size):"]
+
+    def walk(obj, prefix: str) -> None:
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if dataclasses.is_dataclass(value):
+                walk(value, f"{prefix}{f.name}.")
+            else:
+                shown = to_dict(value) if value is not None else ""
+                lines.append(f"  {prefix}{f.name} = {shown!r}" if isinstance(shown, str) and shown else
+                             f"  {prefix}{f.name} = {shown}")
+
+    walk(FinetuneConfig(), "")
+    return "\n".join(lines)
+
+
 def register(subparsers) -> None:
-    from ..cli import add_set_argument
+    from ..cli import add_examples, add_set_argument
 
     p = subparsers.add_parser(
         "finetune", help="fine-tune on a GLUE-format task: vanilla, child_f, child_d, l2sp, mixout over seeds",
@@ -39,7 +62,14 @@ def register(subparsers) -> None:
                    help="task transfer: train a new head on this task over each frozen fine-tuned encoder and "
                         "score it (transfer.epochs, transfer.lr)")
     p.add_argument("--config", help="a TOML file with FinetuneConfig keys (command-line flags win)")
-    add_set_argument(p)
+    add_set_argument(p, "lr=1e-4")
+    add_examples(p, "maskbench finetune --task synth-sentiment --data tasks/ --checkpoint runs/mlm40 "
+                    "--method vanilla,child_d --seeds 0,1 --out ft/",
+                 "maskbench finetune --task RTE --data glue/ --checkpoint roberta-base --method child_d "
+                 "--set child.p_d=0.3 --out ft-rte/",
+                 "maskbench finetune --task squad --data squad/ --checkpoint bert-base-uncased --set max_length=384 "
+                 "--set epochs=2 --set lr=3e-5 --out ft-squad/",
+                 extra=keys_table())
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--out", required=True, help="output folder")
     p.set_defaults(func=_finetune)

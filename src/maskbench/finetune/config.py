@@ -207,7 +207,7 @@ class FinetuneConfig:
     optimizer: str = "adamw"  # or "adafactor" (T5 fine-tuned with Adafactor at a constant 1e-3)
     lr_schedule: str = "linear"  # after `warmup`: "linear" decay to 0, "constant", "cosine" or "inverse_sqrt"
     scoring: str = "generate"  # text-to-text: greedy decoding + exact match, or "rank" (rank classification)
-    save_model: bool = False  # keep each seed's fine-tuned model (best epoch) in METHOD/seed-N/model/
+    save_model: bool = True  # each seed's best model in METHOD/seed-N/model/ (a Hugging Face folder when possible)
 
     child: ChildTuningConfig = field(default_factory=ChildTuningConfig)
     l2sp: L2SPConfig = field(default_factory=L2SPConfig)

@@ -553,14 +553,6 @@ def train_step(model: torch.nn.Module, batch: dict, optimization: Optimization, 
 # ---------------------------------------------------------------------------------------------------- the loop
 
 
-def _save_finetuned(model: torch.nn.Module, prep: Prepared, folder: Path) -> None:
-    """The fine-tuned model (best epoch) with its tokenizer, loadable by `load_model` and `maskbench export`."""
-    from ..models.checkpoint import save_model
-
-    save_model(model, folder)
-    write_text(folder / "tokenizer.json", prep.tokenizer.to_str())
-
-
 def train_seed(prep: Prepared, cfg: FinetuneConfig, method: str, seed: int, seed_dir: str | os.PathLike,
                fisher: tuple[dict, dict] | None = None, fingerprint: str = "",
                extra: Callable[[torch.nn.Module], dict] | None = None) -> dict:
@@ -630,8 +622,10 @@ def train_seed(prep: Prepared, cfg: FinetuneConfig, method: str, seed: int, seed
             events.close()
         model.load_state_dict(best_state)
         hooks.detach(model)
-        saved = save_best_model(model.eval(), tmp / MODEL_DIR, prep.checkpoint,
-                                prep.tokenizer.to_str() if prep.tokenizer is not None else None)
+        saved = {}
+        if cfg.save_model:
+            saved = save_best_model(model.eval(), tmp / MODEL_DIR, prep.checkpoint,
+                                    prep.tokenizer.to_str() if prep.tokenizer is not None else None)
         predictions = {}
         predict_test = prep.head.predict_test or prep.head.predict
         for name in prep.test_splits:
@@ -647,7 +641,7 @@ def train_seed(prep: Prepared, cfg: FinetuneConfig, method: str, seed: int, seed
             "epochs_run": epoch, "steps": state.step, "lr": prep.lr,
             "train_seconds": round(time.perf_counter() - started, 3),
             "step_seconds_median": round(statistics.median(step_times), 6) if step_times else None,
-            "predictions": predictions, "model": MODEL_DIR, **saved,
+            "predictions": predictions, **({"model": MODEL_DIR, **saved} if saved else {}),
             "fingerprint": fingerprint, **hooks.info,
         }
         if prep.mixture is not None:
@@ -659,7 +653,5 @@ def train_seed(prep: Prepared, cfg: FinetuneConfig, method: str, seed: int, seed
                                           {name: prep.splits[name] for name in prep.test_splits})}
         if extra is not None:
             result.update(extra(model))
-        if cfg.save_model:
-            _save_finetuned(model, prep, tmp / "model")
         write_json(tmp / "best.json", result)
     return json.loads((seed_dir / "best.json").read_text(encoding="utf-8"))

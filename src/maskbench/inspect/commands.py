@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
-    from ..cli import add_set_argument
+    from ..cli import add_examples, add_set_argument
 
     att = subparsers.add_parser(
         "attention", help="interactive attention views in one offline HTML file",
@@ -39,7 +39,9 @@ def register(subparsers) -> None:
     heads.add_argument("--batch-size", type=int, default=16)
     heads.add_argument("--seed", type=int, default=0)
     heads.add_argument("--out", required=True, help="output folder")
-    add_set_argument(heads)
+    add_set_argument(heads, "next=0.4")
+    add_examples(heads, "maskbench heads --checkpoint runs/mlm40 --input corpus/ --samples 200 --out heads/",
+                 "maskbench heads --checkpoint runs/mlm40 --input corpus/ --pairs --out heads-pairs/")
     heads.set_defaults(func=_heads)
 
     pr = subparsers.add_parser(
@@ -58,7 +60,9 @@ def register(subparsers) -> None:
     pr.add_argument("--samples", type=int, default=None, help="sentences to use (default 1000)")
     pr.add_argument("--seed", type=int, default=None)
     pr.add_argument("--out", required=True, help="output folder")
-    add_set_argument(pr)
+    add_set_argument(pr, "epochs=30")
+    add_examples(pr, "maskbench probe --checkpoint runs/mlm40 --compare runs/mlm15 --task word_class --out probe/",
+                 "maskbench probe --checkpoint runs/mlm40 --task token_identity --input corpus/ --out probe-ids/")
     pr.set_defaults(func=_probe)
 
 

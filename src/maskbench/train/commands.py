@@ -6,7 +6,7 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
-    from ..cli import add_set_argument
+    from ..cli import add_examples, add_set_argument
 
     parser = subparsers.add_parser(
         "pretrain", help="pretrain a model with any objective (DDP with torchrun)",
@@ -14,7 +14,12 @@ def register(subparsers) -> None:
                     "`torchrun --nproc_per_node N -m maskbench pretrain ...` for data parallelism.")
     parser.add_argument("--config", type=Path, default=None,
                         help="TOML config (see configs/); with --resume it defaults to RUN_DIR/config.toml")
-    add_set_argument(parser)
+    add_set_argument(parser, "budget.steps=300")
+    add_examples(parser, "maskbench pretrain --config configs/bert-tiny-40.toml --set data.shards=shards/ --out runs/mlm40",
+                 "maskbench pretrain --config configs/bert-tiny-15.toml --set objective.mask_rate=0.15 "
+                 "--set budget.time=10m --out runs/mlm15",
+                 "maskbench pretrain --out runs/mlm40 --resume",
+                 "torchrun --nproc_per_node 8 -m maskbench pretrain --config configs/mask40-paper.toml --out runs/paper")
     parser.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<config name>)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its newest valid checkpoint")

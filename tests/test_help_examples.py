@@ -1,0 +1,27 @@
+"""Each command's --help shows its own examples; finetune --help lists every key with its default."""
+
+from __future__ import annotations
+
+import pytest
+
+from maskbench.cli import main
+
+
+@pytest.mark.parametrize("command", [["pretrain"], ["finetune"], ["prepare"], ["heads"], ["probe"], ["objectives"],
+                                     ["experiment", "run"], ["demo"], ["export"], ["import"]])
+def test_help_has_examples_of_that_command(command, capsys):
+    with pytest.raises(SystemExit):
+        main([*command, "--help"])
+    out = capsys.readouterr().out
+    examples = out[out.index("example"):]
+    assert f"maskbench {' '.join(command)}" in examples
+    if "--set KEY=VALUE" in out:
+        assert "objective.mask_rate" not in out or command == ["pretrain"]
+
+
+def test_finetune_help_lists_keys_and_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["finetune", "--help"])
+    out = capsys.readouterr().out
+    for line in ("  epochs = 3.0", "  batch_size = 32", "  child.p_d = 0.3", "  squad.doc_stride = 128"):
+        assert line in out
