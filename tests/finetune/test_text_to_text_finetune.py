@@ -70,7 +70,7 @@ def t5_checkpoint(tmp_path_factory, sentiment) -> Path:
 @pytest.mark.slow
 def test_tiny_encoder_decoder_learns_a_synthetic_task_text_to_text(tmp_path, keyword, t5_checkpoint):
     cfg = FinetuneConfig(task=str(keyword), checkpoint=str(t5_checkpoint), seeds=[0], epochs=4, batch_size=16,
-                         max_length=24, lr=3e-3, warmup=0.05, progress=False, save_model=True)
+                         max_length=24, lr=3e-3, warmup=0.05, progress=False)
     summary = finetune(cfg, tmp_path / "out")
     best = json.loads((tmp_path / "out" / "vanilla" / "seed-0" / "best.json").read_text())
     assert best["dev"]["accuracy"] >= 0.8, best["dev"]  # chance is 0.5 (balanced classes)
@@ -82,23 +82,24 @@ def test_tiny_encoder_decoder_learns_a_synthetic_task_text_to_text(tmp_path, key
     assert {line.split("\t")[1] for line in lines[1:]} <= {"no", "yes"}
     assert summary["methods"]["vanilla"]["score"]["mean"] == pytest.approx(best["score"])
 
-    # rank classification scores the same model without invalid outputs
+    # the run's saved model is a Hugging Face T5 folder; maskbench reads it back (imported on the fly)
+    transformers = pytest.importorskip("transformers")
     from maskbench.finetune.seeds import prepared
     from maskbench.models import load_model
 
-    model = load_model(tmp_path / "out" / "vanilla" / "seed-0" / "model")
+    hf_dir = tmp_path / "out" / "vanilla" / "seed-0" / "model"
+    assert best["model_format"] == "hf"
+    model = load_model(hf_dir).eval()
     prep = prepared(cfg)
     dev = prep.splits["dev"]
-    ranked = prep.text_to_text.evaluate(model, dev, prep.metric_names, 64, torch.device("cpu"))
-    assert ranked["invalid"] == 0 or prep.text_to_text.scoring == "generate"
+    assert prep.text_to_text.evaluate(model, dev, prep.metric_names, 64, torch.device("cpu"))["score"] == \
+        pytest.approx(best["score"])
+
+    # rank classification scores the same model without invalid outputs
     rank_predictions, invalid = prep.text_to_text.predictions(model, dev, 64, torch.device("cpu"), scoring="rank")
     assert invalid == 0 and np.mean(rank_predictions == dev.labels) >= 0.8
 
-    # the exported model generates the same label words through transformers' generate
-    transformers = pytest.importorskip("transformers")
-    from maskbench.models.hf import export_hf
-
-    hf_dir = export_hf(tmp_path / "out" / "vanilla" / "seed-0" / "model", tmp_path / "hf")
+    # transformers' generate writes the same label words
     hf_model = transformers.T5ForConditionalGeneration.from_pretrained(str(hf_dir)).eval()
     hf_tok = transformers.AutoTokenizer.from_pretrained(str(hf_dir))
     rows = np.arange(16)
