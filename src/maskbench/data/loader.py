@@ -153,10 +153,6 @@ class PretrainBatches(_Dataset):
     def __len__(self) -> int:
         return -(-self.num_windows // self.global_batch_size)
 
-    @property
-    def epoch_size(self) -> int:
-        return len(self)
-
     def _permutation(self, epoch: int) -> np.ndarray:
         if epoch != self._perm_epoch:
             self._perm = _seeded(self.seed, epoch, 0x9E12).permutation(self.num_windows)

@@ -56,7 +56,6 @@ _VERB_PREFIXES = ["re", "un", "pre", "dis", "over"]
 
 _DET_SINGULAR = ["the", "a", "this", "that", "every", "one"]
 _DET_PLURAL = ["the", "some", "these", "those", "many", "two"]
-_INDEFINITE = {0: "a", 1: "some"}
 _PREPOSITIONS = ["with", "near", "under", "over", "behind", "beside", "across", "without", "among", "toward"]
 _PRONOUNS = {(0, 0): "he", (1, 0): "she", (0, 1): "they", (1, 1): "they"}
 # by adjective polarity; no generated stem can take these shapes (clusters, double or initial vowels, y, qu)

@@ -180,17 +180,6 @@ def _topological(stages: dict[str, StageDef]) -> list[str]:
     return done
 
 
-def levels(runs: list[StageRun]) -> list[list[StageRun]]:
-    """Waves of stage instances whose parents are all in earlier waves (each wave can run in parallel)."""
-    depth: dict[tuple[str, str], int] = {}
-    for run in runs:  # parents come first in `runs`
-        depth[run.id] = 1 + max((depth[(p, k)] for p, k in run.parents.items()), default=-1)
-    waves: list[list[StageRun]] = [[] for _ in range(max(depth.values(), default=-1) + 1)]
-    for run in runs:
-        waves[depth[run.id]].append(run)
-    return waves
-
-
 def execute(run: StageRun, fn: Callable[[StageContext], dict], resumable: bool, key_config: dict,
             store_root: str | os.PathLike) -> dict:
     """Run one stage instance unless it is finished; returns its record (status done or failed).

@@ -35,7 +35,6 @@ from ..errors import MaskbenchError
 
 PATTERNS = ("next", "previous", "same_token", "other_sentence", "cls", "sep", "punctuation", "broad")
 LABELS = (*PATTERNS, "none")
-MASS_PATTERNS = PATTERNS[:-1]
 COLORS = {
     "next": "#1f77b4", "previous": "#aec7e8", "same_token": "#2ca02c", "other_sentence": "#98df8a",
     "cls": "#d62728", "sep": "#ff7f0e", "punctuation": "#9467bd", "broad": "#8c564b", "none": "#eeeeee",
