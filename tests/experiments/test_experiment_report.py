@@ -149,3 +149,70 @@ def test_report_handles_tables_and_lists_as_axis_values(tmp_path):
     run_experiment(spec, tmp_path, stages=fake_stages.STAGES, progress=False)
     md = (tmp_path / "report.md").read_text()
     assert "| objective | replace |" in md and md.count("±") >= 6
+
+
+def _with_chance(results_dir, near: bool):
+    """The results with a majority baseline of 0.5 on `synth`, and every score at chance when `near`."""
+    results = collect(results_dir)
+    results.baselines = {"synth": {"majority": 0.5, "bag_of_words": 0.62}}
+    if near:
+        for cell in results.cells:
+            for (task, method), seeds in cell.scores.items():
+                for seed in seeds:
+                    seeds[seed] = 0.5 + (0.004 if cell.assignment.get("pretrain.objective.mask_rate") == 0.4
+                                         else 0.0) + 0.003 * ((seed % 3) - 1)
+    return results
+
+
+def test_a_claim_with_both_sides_at_chance_is_inconclusive_never_agrees(results_dir):
+    results = _with_chance(results_dir, near=True)
+    for kind in ("greater", "similar"):
+        verdict = evaluate_claim(results, ClaimSpec(text="x", kind=kind, better={"pretrain.objective.mask_rate": 0.4},
+                                                    worse={"pretrain.objective.mask_rate": 0.15}))
+        assert verdict.verdict == "inconclusive (both at chance)", verdict.detail
+        assert "within seed noise of chance (majority class 50.00)" in verdict.detail
+    far = _with_chance(results_dir, near=False)  # the fake scores are far above 0.5: a real verdict
+    verdict = evaluate_claim(far, ClaimSpec(text="x", better={"pretrain.objective.mask_rate": 0.4},
+                                            worse={"pretrain.objective.mask_rate": 0.15}))
+    assert verdict.verdict == "agrees"
+
+
+def test_score_tables_show_baselines_and_flag_cells_at_chance(results_dir):
+    from maskbench.experiments.report.tables import CHANCE_MARK, score_tables
+
+    table = score_tables(_with_chance(results_dir, near=True))[0]
+    assert table.rows[-2][0] == "(majority class)" and table.rows[-2][-1] == "50.0"
+    assert table.rows[-1][0] == "(bag of words)" and table.rows[-1][-1] == "62.0"
+    assert all(CHANCE_MARK in v for row in table.rows[:-2] for v in row[1:] if "±" in v)
+    assert "majority class" in table.note and "bag of words" in table.note and CHANCE_MARK in table.note
+    assert not any(CHANCE_MARK in v for row in score_tables(_with_chance(results_dir, near=False))[0].rows
+                   for v in row)
+
+
+def test_claims_compare_one_method_unless_they_pool(results_dir):
+    """Without a method the claim reads the vanilla column the reader sees; `pool = true` pools them."""
+    results = collect(results_dir)
+    claim = dict(text="x", better={"pretrain.objective.mask_rate": 0.4}, worse={"pretrain.objective.mask_rate": 0.15})
+    one = evaluate_claim(results, ClaimSpec(**claim))
+    vanilla = evaluate_claim(results, ClaimSpec(**claim, method="vanilla"))
+    pooled = evaluate_claim(results, ClaimSpec(**claim, pool=True))
+    assert one.better_mean == vanilla.better_mean and "vanilla fine-tuning" in one.detail
+    assert "paired over 3 runs" in one.detail and "paired over 6 runs" in pooled.detail
+    assert pooled.better_mean != one.better_mean
+
+
+def test_first_screen_says_in_plain_words_what_was_found_and_what_cannot_be_shown(results_dir):
+    from maskbench.experiments.report import evaluate_claims, plain_words
+
+    md = (results_dir / "report.md").read_text()
+    assert md.index("## In plain words") < md.index("## What the paper found")
+    lines = plain_words(evaluate_claims(collect(results_dir)))
+    assert lines[0].startswith("Found: 40% beats 15%, as claimed; the opposite of \"15% beats 40%\"")
+    assert lines[-1] == "No results yet for: nothing at 90%."
+    at_chance = _with_chance(results_dir, near=True)
+    lines = plain_words([evaluate_claim(at_chance, ClaimSpec(text="40% beats 15%",
+                                                             better={"pretrain.objective.mask_rate": 0.4},
+                                                             worse={"pretrain.objective.mask_rate": 0.15}))])
+    assert lines == ["Found: none of the claims was settled by this run.",
+                     "Cannot show at this scale: 40% beats 15% (both sides at chance: the models did not learn "
+                     "the task)."]

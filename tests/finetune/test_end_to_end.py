@@ -202,3 +202,26 @@ def test_mnli_evaluates_both_dev_splits_and_writes_matched_mismatched_and_ax(tmp
     assert "accuracy" in best["dev_mismatched"]
     ax = (seed_dir / "AX.tsv").read_text().splitlines()
     assert ax[0] == "index\tprediction" and len(ax) == 3 and ax[1].split("\t")[1] in labels
+
+
+def test_unset_hyperparameters_take_the_size_defaults_and_say_so(tmp_path, synth_task, checkpoint, capsys):
+    """H = 16 falls in the bert-tiny band: lr 1e-3, 5 epochs, 10% warm-up, with the source printed and kept."""
+    from maskbench.finetune.config import SIZE_DEFAULTS, size_defaults
+
+    assert FinetuneConfig().device == "auto"
+    assert [size_defaults(h).lr for h in (128, 256, 512, 768, 1024)] == [1e-3, 3e-4, 1e-4, 2e-5, 2e-5]
+    assert all(d.source for _, d in SIZE_DEFAULTS)
+    cfg = FinetuneConfig(task=str(synth_task), checkpoint=str(checkpoint), seeds=[0], batch_size=32,
+                         max_length=32, progress=False)
+    summary = finetune(cfg, tmp_path / "out")
+    assert (summary["lr"], summary["epochs"], summary["warmup"]) == (1e-3, 5.0, 0.1)
+    best = json.loads((tmp_path / "out" / "vanilla" / "seed-0" / "best.json").read_text())
+    assert best["steps"] == 10  # 5 epochs of 2 batches
+    note = capsys.readouterr().err
+    assert "defaults for hidden size 16: lr = 0.001, epochs = 5, warmup = 0.1 (source: maskbench's runs" in note
+    written = (tmp_path / "out" / "config.toml").read_text()
+    assert written.startswith("# defaults for hidden size 16") and "lr = 0.001" in written
+    given = FinetuneConfig(task=str(synth_task), checkpoint=str(checkpoint), seeds=[0], batch_size=32,
+                           max_length=32, progress=False, lr=5e-4, epochs=1, warmup=0.0)
+    assert finetune(given, tmp_path / "given")["lr"] == 5e-4
+    assert "defaults for hidden size" not in capsys.readouterr().err

@@ -174,7 +174,7 @@ def test_pretraining_teaches_the_classes_of_words_the_probe_never_saw(tmp_path):
     tok = load_tokenizer(tmp_path / "tok.json")
     trained = load_model(tmp_path / "run" / "model").eval()
     random = build_model(config.model, tok.get_vocab_size(), None, seq2seq=False, seed=config.seed).eval()
-    probe_config = ProbeConfig(task="word_class", samples=300, epochs=20, lr=0.02, seed=1)
+    probe_config = ProbeConfig(task="word_class", samples=300, epochs=20, lr=0.02, seed=1, profile="compact")
     learnt = probe(trained, tok, probe_config, name="pretrained")
     baseline = probe(random, tok, probe_config, name="random")
     assert learnt.meta["holdout"] == "words" and learnt.examples["words"]["validation_words"] >= 20

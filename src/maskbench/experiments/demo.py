@@ -19,7 +19,7 @@ DEMO_PRESET = "demo"
 def run_demo(out: str | os.PathLike = "maskbench-demo", jobs: int = 1, progress: bool = True,
              overrides: list[str] | None = None, stages=None, scale: str = "tiny") -> dict:
     """Run the demo experiment into `out`; prints a short table and the report's path. Returns the index."""
-    from .report import collect, terminal_table
+    from .report import collect, evaluate_claims, plain_words, terminal_table
     from .runner import run_experiment
     from .spec import load_spec
 
@@ -30,6 +30,10 @@ def run_demo(out: str | os.PathLike = "maskbench-demo", jobs: int = 1, progress:
     results = collect(out)
     print()
     print(terminal_table(out) or "(no fine-tuning results)")
+    print()
+    for line in plain_words(evaluate_claims(results)):
+        print(line)
+    print()
     for cell in results.cells:
         if cell.attention_dir is not None and cell.attention.get("html"):
             print(f"attention view ({cell.label}): {(cell.attention_dir / cell.attention['html']).resolve()}")

@@ -117,6 +117,7 @@ class ClaimSpec:
     kind: Literal["greater", "similar"] = "greater"
     tolerance: float = 0.01
     scales: list[str] | None = None  # the scales whose axis values the selectors name (None: all)
+    pool: bool = False  # score claims: pool every task and method; default one method (vanilla) and one task
 
     def __post_init__(self):
         check_choice("kind", self.kind, ("greater", "similar"))

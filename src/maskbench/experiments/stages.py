@@ -480,7 +480,7 @@ def _score(run: Path, params: dict, summary: dict) -> dict:
     metrics = summary.get("metrics") or ["score"]
     return {"task": params["task"], "method": params["method"], "seed": params["seed"], "metric": "/".join(metrics),
             "score": float(best["score"]), "dev": best.get("dev", {}), "best_epoch": best.get("best_epoch"),
-            "train_seconds": best.get("train_seconds")}
+            "train_seconds": best.get("train_seconds"), "baselines": summary.get("baselines")}
 
 
 def _load_pretrained(ctx: StageContext):
@@ -507,7 +507,8 @@ def probe_stage(ctx: StageContext) -> dict:
     baselines: dict[str, float] = {}
     results = []
     for task in section.tasks:
-        config = from_dict(ProbeConfig, {**section.options, "task": task}, where="probe.options")
+        profile = _section(ctx.config, "data").get("synth_profile", "standard")
+        config = from_dict(ProbeConfig, {"profile": profile, **section.options, "task": task}, where="probe.options")
         texts = _samples(ctx) if task == "token_identity" else None
         result = probe(model, tokenizer, config, texts=texts, name=task)
         results.append(result)

@@ -13,7 +13,8 @@ from ..lazy import lazy_exports
 _EXPORTS = {
     "finetune": "seeds", "fingerprint": "seeds",
     "FinetuneConfig": "config", "ChildTuningConfig": "config", "L2SPConfig": "config", "MixoutConfig": "config",
-    "METHODS": "config", "default_lr": "config",
+    "METHODS": "config", "default_lr": "config", "SIZE_DEFAULTS": "config", "size_defaults": "config",
+    "resolve_hyperparameters": "config",
     "ChildTuningF": "child_tuning", "ChildTuningD": "child_tuning", "fisher_information": "child_tuning",
     "top_fraction_masks": "child_tuning",
     "L2SP": "regularizers", "apply_mixout": "regularizers", "remove_mixout": "regularizers",

@@ -34,7 +34,7 @@ from . import metrics as metric_fns
 from .best_model import MODEL_DIR, save_best_model
 from .child_tuning import (ChildTuningD, ChildTuningF, fisher_information, pretrained_parameters,
                            row_sparse_parameters, top_fraction_masks)
-from .config import FinetuneConfig, default_lr
+from .config import FinetuneConfig, resolve_hyperparameters
 from .regularizers import L2SP, apply_mixout, reinit_top_layers, remove_mixout
 from .tasks import (EncodedSplit, batches_in_order, bucketed_batches, encode_split, shuffled_batches,
                     steps_per_epoch, submission_name)
@@ -57,6 +57,8 @@ class Prepared:
     pad_id: int
     lr: float
     checkpoint: str
+    epochs: float = 3.0
+    warmup: float = 0.1
     fisher: dict = field(default_factory=dict)
     head: TaskHead = field(default_factory=lambda: CLASSIFICATION)
     text_to_text: Any = None  # a text_to_text.TextToText for encoder-decoder checkpoints (T5's recipe)
@@ -206,11 +208,11 @@ def prepare(cfg: FinetuneConfig, required_splits: tuple[str, ...] = ("train", "d
                               "mixture")
         splits["train"] = _mixture(cfg, str(where), splits["train"], tokenizer)
         mixture = splits["train"].describe()
-    lr = cfg.lr if cfg.lr is not None else default_lr_for(model_config)
     return Prepared(task_name=str(where), task=task, splits=splits, num_labels=num_labels, label_names=label_names,
                     metric_names=metric_names, model_config=model_config, encoder_state=state, pad_id=pad_id,
-                    lr=lr, checkpoint=cfg.checkpoint, head=TEXT_TO_TEXT if text_to_text is not None else CLASSIFICATION,
-                    text_to_text=text_to_text, tokenizer=tokenizer, mixture=mixture)
+                    checkpoint=cfg.checkpoint, head=TEXT_TO_TEXT if text_to_text is not None else CLASSIFICATION,
+                    text_to_text=text_to_text, tokenizer=tokenizer, mixture=mixture,
+                    **resolve_for_model(cfg, model_config))
 
 
 def is_text_to_text(model_config) -> bool:
@@ -220,12 +222,14 @@ def is_text_to_text(model_config) -> bool:
     return isinstance(model_config, EncoderDecoderConfig)
 
 
-def default_lr_for(model_config) -> float:
-    from .config import default_text_to_text_lr
+def model_width(model_config) -> int:
+    """The hidden size of an encoder (`hidden_size`) or an encoder-decoder (`d_model`)."""
+    return int(getattr(model_config, "hidden_size", None) or model_config.d_model)
 
-    if is_text_to_text(model_config):
-        return default_text_to_text_lr()
-    return default_lr(model_config.hidden_size)
+
+def resolve_for_model(cfg: FinetuneConfig, model_config) -> dict[str, float]:
+    """lr, epochs and warmup for this model: the config's, else its size's (text-to-text: its own lr)."""
+    return resolve_hyperparameters(cfg, model_width(model_config), is_text_to_text(model_config))
 
 
 def _mixture(cfg: FinetuneConfig, name: str, train, tokenizer):
@@ -518,21 +522,23 @@ def method_weight_decay(method: str, cfg: FinetuneConfig) -> float:
 
 
 def finetune_optimization(model: torch.nn.Module, cfg: FinetuneConfig, lr: float, total_steps: int,
-                          weight_decay: float | None = None) -> Optimization:
+                          weight_decay: float | None = None, warmup: float | None = None) -> Optimization:
     """AdamW (multi-tensor), linear warm-up over `cfg.warmup` of the steps then linear decay to 0, clipping
     at `max_grad_norm`: the training core's one optimiser builder and one schedule with BERT's settings
     (`optimizer = "adafactor"`, `lr_schedule = "constant"`, `warmup = 0` is T5's fine-tuning recipe).
-    `weight_decay` defaults to `cfg.weight_decay`."""
+    `weight_decay` defaults to `cfg.weight_decay`, `warmup` to `cfg.warmup` (0.1 when unset)."""
     decay = cfg.weight_decay if weight_decay is None else weight_decay
+    warmup = warmup if warmup is not None else (cfg.warmup if cfg.warmup is not None else 0.1)
     optim = OptimConfig(name=cfg.optimizer, lr=lr, betas=tuple(cfg.betas), eps=cfg.adam_eps,
                         weight_decay=decay, grad_clip=cfg.max_grad_norm or 0.0, fused=False)
-    schedule = ScheduleConfig(warmup_steps=int(round(cfg.warmup * total_steps)), decay=cfg.lr_schedule)
+    schedule = ScheduleConfig(warmup_steps=int(round(warmup * total_steps)), decay=cfg.lr_schedule)
     return build_optimization(model, optim, schedule, total_steps)
 
 
 def total_steps(prep: Prepared, cfg: FinetuneConfig) -> int:
     """Optimiser steps of one run: `epochs` over the training split, capped by `max_steps`."""
-    steps = max(1, int(round(cfg.epochs * steps_per_epoch(len(prep.splits["train"]), cfg.batch_size))))
+    epochs = cfg.epochs if cfg.epochs is not None else prep.epochs
+    steps = max(1, int(round(epochs * steps_per_epoch(len(prep.splits["train"]), cfg.batch_size))))
     return min(steps, cfg.max_steps) if cfg.max_steps else steps
 
 
@@ -570,7 +576,8 @@ def train_seed(prep: Prepared, cfg: FinetuneConfig, method: str, seed: int, seed
     model.to(device).train()
     steps = total_steps(prep, cfg)
     optimization, hooks = attach_method(
-        model, method, cfg, seed, lambda m: finetune_optimization(m, cfg, prep.lr, steps, method_weight_decay(method, cfg)),
+        model, method, cfg, seed, lambda m: finetune_optimization(m, cfg, prep.lr, steps, method_weight_decay(method, cfg),
+                                                           prep.warmup),
         fisher=lambda: fisher if fisher is not None else fisher_scores(prep, cfg, seed),
         new_parameters=prep.head.new_parameters)
     state = TrainState(seed=seed, window=WindowStats((), device), device=device)

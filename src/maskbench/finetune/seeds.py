@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 import tempfile
 from collections import OrderedDict
 from pathlib import Path
@@ -27,8 +28,9 @@ from ..config import config_hash, dumps_toml, from_dict, to_dict
 from ..errors import MaskbenchError
 from ..io import write_json, write_text
 from ..pool import worker_pool
-from .config import FinetuneConfig
-from .loop import Prepared, default_lr_for, fisher_scores, prepare, train_seed
+from .baselines import task_baselines
+from .config import FinetuneConfig, defaults_note
+from .loop import Prepared, fisher_scores, is_text_to_text, model_width, prepare, resolve_for_model, train_seed
 from .squad_task import is_squad, prepare_squad
 from .summary import summarize, to_markdown
 from .transfer import Targets, prepare_targets, run_transfer
@@ -62,16 +64,17 @@ def prepared(cfg: FinetuneConfig) -> Prepared:
     if key in _PREPARED:
         _PREPARED.move_to_end(key)
         prep = _PREPARED[key]
-        if cfg.lr is not None:
-            prep = dataclasses.replace(prep, lr=cfg.lr)
-        else:
-            prep = dataclasses.replace(prep, lr=default_lr_for(prep.model_config))
-        return prep
+        return dataclasses.replace(prep, **resolve_for_model(cfg, prep.model_config))
     prep = prepare_squad(cfg) if is_squad(cfg.task) else prepare(cfg)
+    prep = dataclasses.replace(prep, **resolve_for_model(cfg, prep.model_config))
     _PREPARED[key] = prep
     while len(_PREPARED) > _CACHE_SIZE:
         _PREPARED.popitem(last=False)
     return prep
+
+
+def _defaults_note(cfg: FinetuneConfig, prep: Prepared) -> str:
+    return defaults_note(cfg, model_width(prep.model_config), is_text_to_text(prep.model_config))
 
 
 def _run_dir(out_dir: Path, method: str, seed: int) -> Path:
@@ -146,6 +149,9 @@ def finetune(config: FinetuneConfig | dict, out_dir: str | os.PathLike, methods:
         cfg = dataclasses.replace(cfg, methods=list(methods))
     out_dir = Path(out_dir)
     prep = prepared(cfg)
+    note = _defaults_note(cfg, prep)
+    if note:
+        print(note, file=sys.stderr)
     targets = prepare_targets(cfg, prep, prepared)
     fp = fingerprint(cfg)
     done = _existing(out_dir, fp)
@@ -170,10 +176,16 @@ def finetune(config: FinetuneConfig | dict, out_dir: str | os.PathLike, methods:
     order = [m for m in ("vanilla", "child_f", "child_d", "l2sp", "mixout") if m in runs]
     runs = {m: runs[m] for m in order}
     context = {"task": prep.task_name, "checkpoint": cfg.checkpoint, "fingerprint": fp, "lr": prep.lr,
+               "epochs": prep.epochs, "warmup": prep.warmup,
+               "defaults": _defaults_note(cfg, prep) or None,
                "runs": {m: {str(s): str(_run_dir(out_dir, m, s).relative_to(out_dir)) for s in sorted(done[m])}
                         for m in order}}
+    classified = not is_squad(cfg.task) and getattr(prep, "text_to_text", None) is None
+    context["baselines"] = task_baselines(prep) if classified else None
     summary = summarize(runs, prep.metric_names, prep.dev_splits, context)
-    write_text(out_dir / "config.toml", dumps_toml(cfg))
+    note = _defaults_note(cfg, prep)
+    resolved = dataclasses.replace(cfg, lr=prep.lr, epochs=prep.epochs, warmup=prep.warmup)
+    write_text(out_dir / "config.toml", (f"# {note}\n" if note else "") + dumps_toml(resolved))
     write_json(out_dir / "summary.json", summary)
     write_text(out_dir / "summary.md", to_markdown(summary))
     return summary

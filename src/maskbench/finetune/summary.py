@@ -110,6 +110,10 @@ def _p(value) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3g}"
 
 
+def _pct(value) -> str:
+    return "–" if value is None or value != value else f"{value * 100:.2f}"
+
+
 def to_markdown(summary: dict) -> str:
     """A table a person reads: scores ×100, mean ± std over seeds, Δ vs vanilla and the paired-test p."""
     metrics = summary["metrics"]
@@ -132,6 +136,16 @@ def to_markdown(summary: dict) -> str:
         else:
             row += ["–", "–"]
         lines.append("| " + " | ".join(row) + " |")
+    for kind, name in (("majority", "majority class"), ("bag_of_words", "bag of words")):
+        base = (summary.get("baselines") or {}).get(kind)
+        if base:
+            row = [name, "–", _pct(base["score"])]
+            for split in splits:
+                row += [_pct(base.get(split, {}).get(m)) for m in metrics]
+            lines.append("| " + " | ".join(row + ["–", "–"]) + " |")
+    if summary.get("baselines"):
+        lines += ["", "Baselines on the same dev splits: the training split's majority class, and a bag of words "
+                      "(unigram and bigram counts, logistic regression; scikit-learn)."]
     for name, entry in summary.get("transfer", {}).items():
         lines += ["", f"## {name}", "", "| method | seeds | score | Δ score vs vanilla | p (paired t) |",
                   "|---|---|---|---|---|"]

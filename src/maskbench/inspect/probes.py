@@ -59,6 +59,7 @@ class ProbeConfig:
     max_classes: int = 1000      # token_identity: the most frequent training ids; rarer ones count as errors
     val_fraction: float = 0.2    # share of sentences, or of distinct words (holdout = "words"), held out
     holdout: str = "words"       # word-level tasks: validation words never seen in training; or "sentences"
+    profile: str = "standard"    # word_class: the synthetic language's profile the model was pretrained on
     epochs: int = 20
     min_steps: int = 300         # small data sets still get this many optimizer steps
     batch_size: int = 512
@@ -70,6 +71,7 @@ class ProbeConfig:
     def __post_init__(self):
         check_choice("task", self.task, TASKS)
         check_choice("holdout", self.holdout, HOLDOUTS)
+        check_choice("profile", self.profile, ("standard", "compact"))
         check_range("samples", self.samples, 2)
         check_range("max_length", self.max_length, 4)
         check_range("mask_rate", self.mask_rate, 0, 1, low_open=True, high_open=True)
@@ -290,11 +292,11 @@ def word_label_examples(model, tokenizer, words: Sequence[Sequence[str]], labels
     return ex
 
 
-def _synthetic_word_classes(n: int, seed: int) -> tuple[list[list[str]], list[list[str]]]:
+def _synthetic_word_classes(n: int, seed: int, profile: str = "standard") -> tuple[list[list[str]], list[list[str]]]:
     """Words and latent classes of `n` sentences of the built-in synthetic language."""
     from ..data.synth import word_class_sentences
 
-    rows = word_class_sentences(n, seed)
+    rows = word_class_sentences(n, seed, profile=profile)
     return [list(w) for w, _ in rows], [list(c) for _, c in rows]
 
 
@@ -457,7 +459,7 @@ def probe(model, tokenizer, config: ProbeConfig | None = None, *, texts: Sequenc
         if words is None:
             if config.task == "labels":
                 raise DataError("the labels task needs word-level labels (--labels FILE)")
-            words, labels = _synthetic_word_classes(config.samples, config.seed)
+            words, labels = _synthetic_word_classes(config.samples, config.seed, config.profile)
         ex = word_label_examples(model, tokenizer, words, labels, config)
         limit = False
     acc, train_acc, baseline, examples, classes = {}, {}, {}, {}, {}

@@ -11,10 +11,11 @@ from typing import Any
 
 from scipy import stats
 
+from ...config import from_dict
 from ...finetune.summary import paired_test
 from ..spec import ClaimSpec, get_dotted
 from .collect import CellResult, Results, cell_scores
-from .stats import fmt_num, fmt_params
+from .stats import fmt_num, fmt_params, near_chance
 
 @dataclass
 class Verdict:
@@ -44,13 +45,28 @@ def _cells_for(results: Results, claim: ClaimSpec, selector: dict) -> list[CellR
             and (claim.series is None or claim.series in c.series)]
 
 
-def _metric_values(cells: list[CellResult], claim: ClaimSpec, method: str | None) -> dict[tuple, float]:
+def like_with_like(results: Results, claim: ClaimSpec) -> tuple[str | None, str | None]:
+    """The (task, method) a score claim compares on: what it names, else one task (the first) and one
+    method (vanilla, else the first), so its verdict reads off one column of one table; `pool` pools all."""
+    if claim.pool or claim.metric != "score":
+        return claim.task, claim.method
+    task = claim.task if claim.task is not None else (results.tasks[0] if len(results.tasks) > 1 else None)
+    method = claim.method
+    if method is None and claim.better_method is None and len(results.methods) > 1:
+        method = "vanilla" if "vanilla" in results.methods else results.methods[0]
+    return task, method
+
+
+def _metric_values(cells: list[CellResult], claim: ClaimSpec, method: str | None,
+                   where: tuple[str | None, str | None] = (None, None)) -> dict[tuple, float]:
     """Values keyed so both sides of a claim pair up: by (task, method, seed) when cells are compared
     (averaged over the cells a selector matches), by (cell, task, seed) when methods are compared."""
     groups: dict[tuple, list[float]] = defaultdict(list)
+    task_of, method_of = where
     for cell in cells:
         if claim.metric == "score":
-            for (task, m, seed), score in cell_scores(cell, claim.task, method or claim.method).items():
+            for (task, m, seed), score in cell_scores(cell, task_of or claim.task,
+                                                      method or method_of or claim.method).items():
                 key = (cell.id, task, seed) if claim.better_method else (task, m, seed)
                 groups[key].append(score)
         elif claim.metric == "parameters":
@@ -71,8 +87,9 @@ def evaluate_claim(results: Results, claim: ClaimSpec) -> Verdict:
     """Compare the two sides of a claim on the results: mean difference and a paired test over seeds."""
     better_cells = _cells_for(results, claim, claim.better)
     worse_cells = _cells_for(results, claim, claim.worse)
-    better = _metric_values(better_cells, claim, claim.better_method)
-    worse = _metric_values(worse_cells, claim, claim.worse_method)
+    where = like_with_like(results, claim)
+    better = _metric_values(better_cells, claim, claim.better_method, where)
+    worse = _metric_values(worse_cells, claim, claim.worse_method, where)
     if not better or not worse:
         side = "the better side" if not better else "the worse side"
         return Verdict(claim, "no data", f"no finished results for {side} of the comparison")
@@ -83,6 +100,11 @@ def evaluate_claim(results: Results, claim: ClaimSpec) -> Verdict:
         b = [worse[k] for k in paired]
         same = "cell, task and seed" if claim.better_method else "task, method and seed"
         how = f"paired over {len(paired)} runs with the same {same}"
+        scope = [f"task {where[0]}" if where[0] else "", f"{where[1]} fine-tuning" if where[1] else ""]
+        if claim.pool and len(results.tasks) + len(results.methods) > 2:
+            scope = ["pooled over tasks and methods"]
+        if any(scope):
+            how = "; ".join(s for s in scope if s) + "; " + how
     else:
         a, b = list(better.values()), list(worse.values())
         how = f"{len(a)} vs {len(b)} cells"
@@ -110,6 +132,11 @@ def evaluate_claim(results: Results, claim: ClaimSpec) -> Verdict:
     else:  # one run per cell: differences within the claim's tolerance count as noise
         significant = abs(mean_a - mean_b) > claim.tolerance
         shown += f"; one run per cell, differences within ±{fmt_num(claim.tolerance * unit)} count as noise"
+    chance = _chance(results, claim, where[0], paired if paired and claim.metric == "score" else [])
+    if chance is not None and near_chance(a, chance) and near_chance(b, chance):
+        shown += (f" — both sides within seed noise of chance (majority class {fmt_num(chance * unit)}): "
+                  "this scale cannot tell them apart")
+        return Verdict(claim, "inconclusive (both at chance)", shown, mean_a, mean_b)
     if claim.kind == "similar":
         close = abs(mean_a - mean_b) <= claim.tolerance
         if close or (not math.isnan(p) and p >= 0.05):
@@ -128,3 +155,29 @@ def evaluate_claim(results: Results, claim: ClaimSpec) -> Verdict:
         verdict = "inconclusive"
         shown += " — no difference"
     return Verdict(claim, verdict, shown, mean_a, mean_b)
+
+
+def evaluate_claims(results: Results) -> list[Verdict]:
+    """The verdict of every claim of the experiment's spec that applies at its scale, in the spec's order."""
+    spec = results.index.get("spec", {})
+    scale = results.index.get("scale")
+    claims = [c for c in (from_dict(ClaimSpec, c) for c in spec.get("claims", []))
+              if c.scales is None or scale in c.scales]
+    return [evaluate_claim(results, c) for c in claims]
+
+
+def _chance(results: Results, claim: ClaimSpec, task: str | None, keys: list[tuple]) -> float | None:
+    """The majority-class score of the task(s) a score claim compares on (None when unknown)."""
+    if claim.metric != "score":
+        return None
+    tasks = [task] if task else unique_tasks(keys, claim) or results.tasks
+    values = [results.baselines.get(t, {}).get("majority") for t in tasks]
+    if not values or any(v is None for v in values):
+        return None
+    return statistics.fmean(values)
+
+
+def unique_tasks(keys: list[tuple], claim: ClaimSpec) -> list[str]:
+    """The tasks in paired keys: (task, method, seed) or, comparing methods, (cell, task, seed)."""
+    position = 1 if claim.better_method else 0
+    return sorted({k[position] for k in keys})

@@ -40,6 +40,7 @@ class Results:
     out: Path
     index: dict
     cells: list[CellResult]
+    baselines: dict[str, dict[str, float]] = field(default_factory=dict)  # task -> majority / bag_of_words score
 
     @property
     def tasks(self) -> list[str]:
@@ -65,6 +66,7 @@ def collect(out_dir: str | os.PathLike) -> Results:
     index = load_index(out)
     store = StageStore(out)
     cells = []
+    baselines: dict[str, dict[str, float]] = {}
     for cell_id in index["cells"]:
         path = out / "cells" / cell_id / "cell.json"
         if not path.is_file():
@@ -94,6 +96,9 @@ def collect(out_dir: str | os.PathLike) -> Results:
                 task, method = result.get("task", "task"), result.get("method", "vanilla")
                 cell.scores.setdefault((task, method), {})[int(result.get("seed", 0))] = float(result["score"])
                 cell.metric_names[task] = result.get("metric", "score")
+                for kind, scores in (result.get("baselines") or {}).items():
+                    if isinstance(scores, dict) and isinstance(scores.get("score"), (int, float)):
+                        baselines.setdefault(task, {}).setdefault(kind, float(scores["score"]))
             elif stage == "pretrain":
                 cell.pretrain, cell.pretrain_dir = result, folder
             elif stage == "probe":
@@ -106,7 +111,7 @@ def collect(out_dir: str | os.PathLike) -> Results:
         if cell.status != "failed" and pending:
             cell.status = "incomplete"
         cells.append(cell)
-    return Results(out=out, index=index, cells=cells)
+    return Results(out=out, index=index, cells=cells, baselines=baselines)
 
 
 def cell_scores(cell: CellResult, task: str | None = None, method: str | None = None) -> dict[tuple, float]:

@@ -11,10 +11,9 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from ...config import dumps_toml, from_dict
+from ...config import dumps_toml
 from ...io import write_bytes, write_text
-from ..spec import ClaimSpec
-from .claims import evaluate_claim
+from .claims import evaluate_claims
 from .collect import Results, collect
 from .plots import plots
 from .tables import Table, pretrain_table, probe_table, score_tables, timing_table
@@ -26,11 +25,7 @@ def write_report(out_dir: str | os.PathLike) -> dict[str, Path]:
     """Write report.md (with PNGs in report_files/) and a self-contained report.html; return their paths."""
     results = collect(out_dir)
     out = results.out
-    spec = results.index.get("spec", {})
-    scale = results.index.get("scale")
-    claims = [c for c in (from_dict(ClaimSpec, c) for c in spec.get("claims", []))
-              if c.scales is None or scale in c.scales]
-    verdicts = [evaluate_claim(results, c) for c in claims]
+    verdicts = evaluate_claims(results)
     tables = score_tables(results)
     for extra in (probe_table(results), pretrain_table(results)):
         if extra is not None:
@@ -84,6 +79,28 @@ def _summary_lines(results: Results) -> list[str]:
     return lines
 
 
+def plain_words(verdicts) -> list[str]:
+    """The first screen's summary: what the run found and what it cannot show at this scale, in words."""
+    found = [v for v in verdicts if v.verdict in ("agrees", "disagrees")]
+    unsettled = [v for v in verdicts if v.verdict.startswith("inconclusive")]
+    missing = [v for v in verdicts if v.verdict == "no data"]
+    lines = []
+    if found:
+        lines.append("Found: " + "; ".join(
+            (f"{v.claim.text}, as claimed" if v.verdict == "agrees" else f"the opposite of \"{v.claim.text}\"")
+            for v in found) + ".")
+    else:
+        lines.append("Found: none of the claims was settled by this run.")
+    if unsettled:
+        lines.append("Cannot show at this scale: " + "; ".join(
+            v.claim.text + (" (both sides at chance: the models did not learn the task)"
+                            if v.verdict.endswith("(both at chance)") else " (within seed noise)")
+            for v in unsettled) + ".")
+    if missing:
+        lines.append("No results yet for: " + "; ".join(v.claim.text for v in missing) + ".")
+    return lines
+
+
 def _machine_lines(index: dict) -> list[str]:
     m = index.get("machine", {})
     return [f"CPU: {m.get('cpu', '?')} ({m.get('cores', '?')} cores)",
@@ -109,6 +126,8 @@ def _markdown(results, verdicts, tables, timing, figures, images) -> str:
     if info.get("description"):
         parts += [info["description"], ""]
     parts += [f"- {line}" for line in _summary_lines(results)] + [""]
+    if verdicts:
+        parts += ["## In plain words", ""] + plain_words(verdicts) + [""]
     if info.get("paper") or info.get("findings") or verdicts:
         parts += ["## What the paper found, and what this run shows", ""]
         if info.get("paper"):
@@ -184,6 +203,8 @@ def _html(results, verdicts, tables, timing, figures, images) -> str:
     if info.get("description"):
         body.append(f"<p>{e(info['description'])}</p>")
     body.append("<ul>" + "".join(f"<li>{_inline_md(line)}</li>" for line in _summary_lines(results)) + "</ul>")
+    if verdicts:
+        body.append("<h2>In plain words</h2>" + "".join(f"<p>{e(line)}</p>" for line in plain_words(verdicts)))
     if info.get("paper") or info.get("findings") or verdicts:
         body.append("<h2>What the paper found, and what this run shows</h2>")
         if info.get("paper"):
@@ -193,7 +214,7 @@ def _html(results, verdicts, tables, timing, figures, images) -> str:
         if verdicts:
             body.append("<ul>")
             for v in verdicts:
-                cls = v.verdict.replace(" ", "")
+                cls = v.verdict.split(" ")[0]
                 body.append(f'<li><span class="verdict {cls}">{e(v.verdict)}</span> {e(v.claim.text)}: {e(v.detail)}</li>')
             body.append("</ul>")
             body.append(f"<p><small>{_inline_md(_verdict_note(index))}</small></p>")

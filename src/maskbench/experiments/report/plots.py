@@ -122,17 +122,24 @@ def _plot_loss_curves(results: Results) -> bytes | None:
             for name, points in loss_curve(cell.pretrain_dir, cell.pretrain).items():
                 if len(points) >= 2 and name in ("loss", "train loss", "train_loss", "val_loss", "validation loss",
                                                  "eval loss", "val loss", "eval_loss"):
-                    curves.append((f"{cell.label}: {name}", points))
+                    curves.append((cell.label, name, points))
     if not curves:
         return None
     plt, fig, ax = _figure()
-    for name, points in curves:
+    labels = unique(label for label, _name, _points in curves)
+    colours = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
+    for label, name, points in curves:
         xs, ys = zip(*points)
-        ax.plot(xs, ys, label=name, marker="." if len(xs) < 20 else None)
+        validation = "val" in name or "eval" in name
+        ax.plot(xs, ys, color=colours(labels.index(label) % colours.N), linestyle="--" if validation else "-",
+                marker="." if len(xs) < 20 else None, label=label if not validation else None)
     ax.set_xlabel("step")
-    ax.set_ylabel("loss")
+    ax.set_ylabel("loss (solid: training, dashed: validation)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    # one entry per cell, outside the axes, so the legend never covers a curve however many cells there are
+    fig.set_size_inches(6.4 + 2.2 * (1 + len(labels) // 18), 4.0)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
+              ncol=1 + len(labels) // 18)
     return _png(plt, fig)
 
 

@@ -23,6 +23,18 @@ def fmt_mean_std(values: list[float], scale: float = 100.0) -> str:
     return f"{mean * scale:.1f} ± {std * scale:.1f}"
 
 
+def near_chance(values: list[float], chance: float | None) -> bool:
+    """True when the scores are within seed noise of chance (the majority-class baseline): a one-sided
+    t-test over seeds of "better than chance" gives p >= 0.05; one seed: within one point of it."""
+    from scipy import stats
+
+    if chance is None or not values or any(math.isnan(v) for v in values):
+        return False
+    if len(values) < 2 or statistics.pvariance(values) == 0:
+        return statistics.fmean(values) - chance <= 0.01
+    return float(stats.ttest_1samp(values, chance, alternative="greater").pvalue) >= 0.05
+
+
 def fmt_params(value: float, signed: bool = False) -> str:
     return f"{value / 1e6:{'+' if signed else ''}.3f}M"
 

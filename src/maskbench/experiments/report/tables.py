@@ -11,7 +11,9 @@ from typing import Any
 
 from ..spec import format_value
 from .collect import CellResult, Results, collect, unique
-from .stats import fmt_mean_std, mean_std
+from .stats import fmt_mean_std, mean_std, near_chance
+
+CHANCE_MARK = "†"
 
 @dataclass
 class Table:
@@ -31,6 +33,8 @@ def score_tables(results: Results) -> list[Table]:
         shown_axes = [a for a in axes if any(a in c.labels for c in results.cells)]
         header = (shown_axes or ["cell"]) + methods
         rows, means = [], []
+        chance = results.baselines.get(task, {}).get("majority")
+        flagged = False
         shown_cells = [c for c in results.cells if any((task, m) in c.scores for m in methods) or c.status != "done"]
         for cell in shown_cells:
             row = _row_labels(cell, shown_axes)
@@ -38,7 +42,10 @@ def score_tables(results: Results) -> list[Table]:
             for method in methods:
                 seeds = cell.scores.get((task, method), {})
                 values = [seeds[s] for s in sorted(seeds)]
-                row.append(fmt_mean_std(values) if values else ("failed" if cell.status == "failed" else "–"))
+                text = fmt_mean_std(values) if values else ("failed" if cell.status == "failed" else "–")
+                if near_chance(values, chance):
+                    text, flagged = text + " " + CHANCE_MARK, True
+                row.append(text)
                 row_means.append(mean_std(values)[0] if values else math.nan)
             rows.append(row)
             means.append(row_means)
@@ -49,11 +56,21 @@ def score_tables(results: Results) -> list[Table]:
                 bold |= {(i, offset + j) for i in _best_indices([m[j] for m in means])}
         elif rows:
             bold |= {(0, offset + j) for j in _best_indices(means[0])}
+        note = "Best of each column in bold." if len(rows) > 1 else "Best method in bold."
+        for kind, name in (("majority", "majority class"), ("bag_of_words", "bag of words")):
+            value = results.baselines.get(task, {}).get(kind)
+            if value is not None:
+                rows.append([f"({name})"] + [""] * (offset - 1) + [f"{value * 100:.1f}"] * len(methods))
+        if results.baselines.get(task):
+            note += (" Baselines on the same dev split: the training split's majority class, and a bag of words "
+                     "(unigram + bigram counts, logistic regression; scikit-learn).")
+        if flagged:
+            note += (f" {CHANCE_MARK} within seed noise of the majority class (one-sided t-test over seeds, "
+                     "p ≥ 0.05): no evidence the model learnt the task.")
         metric = next((c.metric_names[task] for c in results.cells if task in c.metric_names), "score")
         seeds = unique(s for c in results.cells for (t, _m), ss in c.scores.items() if t == task for s in ss)
         tables.append(Table(title=f"{task} ({metric}, ×100, mean ± std over {len(seeds)} seeds)", header=header,
-                            rows=rows, bold=bold,
-                            note="Best of each column in bold." if len(rows) > 1 else "Best method in bold."))
+                            rows=rows, bold=bold, note=note))
     return tables
 
 
@@ -195,6 +212,7 @@ def terminal_table(out_dir: str | os.PathLike, task: str | None = None) -> str:
         for i, row in enumerate(table.rows):
             lines.append("  ".join((f"{v}*" if (i, j) in table.bold else v).ljust(w + 1)
                                    for j, (v, w) in enumerate(zip(row, widths))).rstrip())
-        lines.append("(* best of its column)")
+        lines.append("(* best of its column" + (f"; {CHANCE_MARK} within seed noise of chance" if CHANCE_MARK in
+                                                  " ".join(v for r in table.rows for v in r) else "") + ")")
         lines.append("")
     return "\n".join(lines).rstrip()
