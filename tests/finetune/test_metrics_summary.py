@@ -89,4 +89,4 @@ def test_config_validation_and_lr_rule():
     with pytest.raises(ConfigError, match="did you mean 'child_d'"):
         from_dict(FinetuneConfig, {"methods": ["child_dd"]})
     assert default_lr(768) == 2e-5 and default_lr(1024) == 2e-5
-    assert default_lr(128) == pytest.approx(1.2e-4)
+    assert default_lr(128) == 1e-3 and default_lr(256) == 3e-4 and default_lr(512) == 1e-4  # SIZE_DEFAULTS
