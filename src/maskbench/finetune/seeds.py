@@ -149,12 +149,12 @@ def finetune(config: FinetuneConfig | dict, out_dir: str | os.PathLike, methods:
         cfg = dataclasses.replace(cfg, methods=list(methods))
     out_dir = Path(out_dir)
     prep = prepared(cfg)
-    note = _defaults_note(cfg, prep)
-    if note:
-        print(note, file=sys.stderr)
     targets = prepare_targets(cfg, prep, prepared)
     fp = fingerprint(cfg)
     done = _existing(out_dir, fp)
+    note = _defaults_note(cfg, prep)
+    if note:  # after every input check: a bad input stays one line
+        print(note, file=sys.stderr)
     todo = [(m, s) for m in cfg.methods for s in cfg.seeds if s not in done.get(m, {})]
 
     fisher = None
