@@ -8,13 +8,19 @@ import torch and friends inside their handlers, which keeps `maskbench --help` f
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
 
 from . import __version__
 from .errors import MaskbenchError
+from .io import os_error_message
 from .runtime import tune_allocator
+
+# Errors of the machine the user can fix (space, permissions, a path of the wrong kind): one line, exit 2.
+ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EISDIR,
+                                errno.ENOTDIR, errno.ENAMETOOLONG, errno.EMFILE, errno.ENOMEM})
 
 COMMAND_MODULES = (
     "maskbench.data.commands",
@@ -62,6 +68,11 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         print(f"maskbench: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if debug or e.errno not in ENVIRONMENT_ERRNOS:
+            raise
+        print(f"maskbench: error: {os_error_message(e, action=None)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("maskbench: interrupted", file=sys.stderr)

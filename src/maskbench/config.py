@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
 import sys
 import types
 import typing
@@ -50,9 +51,11 @@ def unknown_key_error(key: str, valid: typing.Iterable[str], where: str = "") ->
 
 def check_range(key: str, value: float | None, low: float | None = None, high: float | None = None,
                 low_open: bool = False, high_open: bool = False) -> None:
-    """Raise ConfigError unless low <(=) value <(=) high; the message shows the interval."""
+    """Raise ConfigError unless low <(=) value <(=) high; the message shows the interval. NaN and
+    infinities never pass (every comparison with NaN is false, so they are refused first)."""
     if value is None:
         return
+    check_finite(key, value)
     bad = (
         (low is not None and (value <= low if low_open else value < low))
         or (high is not None and (value >= high if high_open else value > high))
@@ -62,6 +65,25 @@ def check_range(key: str, value: float | None, low: float | None = None, high: f
         hi = "inf" if high is None else f"{high:g}"
         interval = f"{'(' if low_open else '['}{lo}, {hi}{')' if high_open else ']'}"
         raise ConfigError(f"must be in {interval}, got {value!r}", key)
+
+
+def check_finite(key: str, value: Any) -> None:
+    """Raise ConfigError for a NaN or infinite number: no setting of maskbench means anything with one."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"must be a finite number, got {value!r}", key)
+
+
+def _finite_tree(value: Any, key: str) -> Any:
+    """`value` unchanged once no number inside it (free tables, lists) is NaN or infinite."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _finite_tree(v, f"{key}.{k}")
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _finite_tree(v, f"{key}[{i}]")
+    else:
+        check_finite(key, value)
+    return value
 
 
 def check_choice(key: str, value: Any, choices: typing.Iterable[Any]) -> None:
@@ -82,7 +104,7 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
     """Check `value` against the annotation `tp`, converting where TOML is looser (int -> float, list -> tuple)."""
     origin = get_origin(tp)
     if tp is Any:
-        return value
+        return _finite_tree(value, key)
     if origin in (Union, types.UnionType):
         args = get_args(tp)
         if value is None and type(None) in args:
@@ -121,10 +143,11 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
     if origin is dict or tp is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"expected a table, got {value!r}", key)
-        return dict(value)
+        return _finite_tree(dict(value), key)
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"expected a number, got {value!r}", key)
+        check_finite(key, float(value))
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):

@@ -71,7 +71,8 @@ def test_probe_command_compares_two_models(tmp_path, encoder_dir, encoder_dir_b,
     assert (out / "probe.png").stat().st_size > 1000
     printed = capsys.readouterr().out
     assert "| layer |" in printed and "held out: sentences" in printed
-    assert main(["probe", "--checkpoint", str(encoder_dir), "--task", "token_identity", "--out", str(out)]) == 2
+    assert main(["probe", "--checkpoint", str(encoder_dir), "--task", "token_identity", "--out",
+                 str(tmp_path / "other")]) == 2
     assert "needs --input" in capsys.readouterr().err
 
 
@@ -102,5 +103,5 @@ def test_probe_command_word_class_and_labels(tmp_path, encoder_dir, capsys):
     labels.write_text("\n".join(json.dumps({"words": s.split(), "labels": [len(w) > 3 for w in s.split()]})
                                 for s in SENTENCES[:16]))
     assert main(["probe", "--checkpoint", str(encoder_dir), "--labels", str(labels), "--out", str(out),
-                 "--set", "epochs=2"]) == 0
+                 "--overwrite", "--set", "epochs=2"]) == 0
     assert json.loads((out / "probe.json").read_text())["task"] == "labels"

@@ -262,6 +262,20 @@ def _canonical(tok, kind: str):
     return Tokenizer.from_str(json.dumps(data, ensure_ascii=False))
 
 
+def check_tokenizer_fits(tokenizer, vocab_size: int, model: str | Path) -> None:
+    """Refuse a tokenizer that is not the model's: every command that feeds text to a model calls this.
+
+    A smaller vocabulary maps words to the wrong embeddings, a larger one indexes past the table. The one
+    size difference allowed is T5's convention of padding the embedding table up to a multiple of 128.
+    """
+    size = tokenizer.get_vocab_size(with_added_tokens=True)
+    padded = -(-size // 128) * 128
+    if size == vocab_size or (size < vocab_size == padded):
+        return
+    raise DataError(f"the model {model} has a vocabulary of {vocab_size} tokens but the tokenizer has {size}; "
+                    f"use the tokenizer the model was trained with (--tokenizer)")
+
+
 def save_tokenizer(tokenizer, path: str | Path) -> Path:
     path = Path(path)
     if path.is_dir() or path.suffix != ".json":

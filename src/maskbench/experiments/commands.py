@@ -135,6 +135,12 @@ def demo_command(args: argparse.Namespace) -> int:
     return 1 if index.get("failed_cells") else 0
 
 
+def print_failures(index: dict) -> None:
+    """One line per failed cell with its reason (the first failed stage's error)."""
+    for line in (index.get("failures") or {}).values():
+        print(f"  failed: {line}", file=sys.stderr)
+
+
 def _print_summary(index: dict, out: Path, table: str) -> None:
     print()
     if table:
@@ -143,6 +149,7 @@ def _print_summary(index: dict, out: Path, table: str) -> None:
     failed = index.get("failed_cells") or []
     print(f"{len(index['cells'])} cells, {index.get('stages_run', 0)} stages run, "
           f"{index.get('stages_reused', 0)} reused, {len(failed)} failed cells; {index['wall_s']:.0f} s")
+    print_failures(index)
     report = index.get("report", {})
     if report:
         print(f"report: {Path(report['html']).resolve()}")

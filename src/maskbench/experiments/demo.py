@@ -19,6 +19,7 @@ DEMO_PRESET = "demo"
 def run_demo(out: str | os.PathLike = "maskbench-demo", jobs: int = 1, progress: bool = True,
              overrides: list[str] | None = None, stages=None, scale: str = "tiny") -> dict:
     """Run the demo experiment into `out`; prints a short table and the report's path. Returns the index."""
+    from .commands import print_failures
     from .report import collect, evaluate_claims, plain_words, terminal_table
     from .runner import run_experiment
     from .spec import load_spec
@@ -41,7 +42,8 @@ def run_demo(out: str | os.PathLike = "maskbench-demo", jobs: int = 1, progress:
             print(f"head map ({cell.label}): {(cell.heads_dir / cell.heads['png']).resolve()}")
     failed = index.get("failed_cells") or []
     if failed:
-        print(f"{len(failed)} cell(s) failed; see the report for their errors", file=sys.stderr)
+        print(f"{len(failed)} cell(s) failed:", file=sys.stderr)
+        print_failures(index)
     reused = index.get("stages_reused", 0)
     print(f"{index.get('stages_run', 0)} stages run, {reused} reused from an earlier run, "
           f"{time.time() - started:.0f} s")

@@ -17,12 +17,26 @@ from pathlib import Path
 from typing import Any
 
 from ..config import dumps_toml
-from ..io import write_json, write_text
+from ..errors import MaskbenchError
+from ..io import claim_out_dir, mark_dir, read_json, run_lock, write_json, write_text
 from ..pool import worker_pool
 from .cells import INDEX, StageDef, StageRun, StageStore, cell_record, execute, plan
 from .report import write_report
 from .spec import Cell, ExperimentSpec, load_spec
 
+EXPERIMENT_KIND = "experiment"
+
+
+def claim_experiment_dir(out: Path, name: str, scale: str) -> None:
+    """An experiment folder may be re-entered by the same experiment at the same scale (that resumes it);
+    any other non-empty folder is refused, so its spec, index and report are never replaced."""
+    if (out / INDEX).is_file():
+        old = read_json(out / INDEX)
+        if not isinstance(old, dict) or (old.get("name"), old.get("scale")) != (name, scale):
+            found = f"experiment '{old.get('name')}' at scale {old.get('scale')}" if isinstance(old, dict) else INDEX
+            raise MaskbenchError(f"--out {out} holds {found}, not '{name}' at scale {scale}; choose another --out")
+        return
+    claim_out_dir(out, EXPERIMENT_KIND)
 
 
 def machine_info() -> dict:
@@ -73,8 +87,6 @@ def run_experiment(spec: ExperimentSpec | str | Path | dict, out_dir: str | os.P
     failed cells are recorded with their error. `stages` overrides the registry of stage functions
     (tests inject small ones; a `module:attr` string lets worker processes import them).
     """
-    from tqdm.auto import tqdm
-
     if not isinstance(spec, ExperimentSpec):
         spec = load_spec(spec)
     registry = resolve_stages(stages)
@@ -85,7 +97,17 @@ def run_experiment(spec: ExperimentSpec | str | Path | dict, out_dir: str | os.P
         validator = validate_config
     cells = spec.resolve(scale, validate=validator)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    claim_experiment_dir(out, spec.experiment.name, scale)
+    with run_lock(out):
+        claim_experiment_dir(out, spec.experiment.name, scale)  # again, now that no other process can write
+        mark_dir(out, EXPERIMENT_KIND)
+        return _run_cells(spec, cells, out, scale, jobs, stages, registry, progress, report)
+
+
+def _run_cells(spec: ExperimentSpec, cells: list[Cell], out: Path, scale: str, jobs: int, stages, registry,
+               progress: bool, report: bool) -> dict:
+    from tqdm.auto import tqdm
+
     store = StageStore(out)
     runs, per_cell = plan(cells, registry)
     started = time.time()
@@ -268,4 +290,10 @@ def _index(spec: ExperimentSpec, scale: str, cells: list[Cell], jobs: int, start
         index["stages_failed"] = sum(1 for r in records.values() if r.get("status") == "failed")
         index["failed_cells"] = [cid for cid, inst in (per_cell or {}).items()
                                  if any(records.get(i, {}).get("status") == "failed" for i in inst)]
+        labels = {c.id: c.label for c in cells}
+        index["failures"] = {}
+        for cid in index["failed_cells"]:
+            first = next(records[i] for i in per_cell[cid] if records.get(i, {}).get("status") == "failed")
+            reason = str(first.get("error") or "failed").splitlines()[0]
+            index["failures"][cid] = f"{labels.get(cid, cid)}: {first.get('stage')} {reason}"
     return index

@@ -138,6 +138,11 @@ class ExperimentInfo:
     paper: str = ""
     findings: str = ""
 
+    def __post_init__(self):
+        # The name becomes the default output folder ./experiments/NAME-SCALE: one path component only.
+        if not self.name or self.name in (".", "..") or any(c in self.name for c in "/\\\0"):
+            raise ConfigError(f"must be one folder name (no '/', '\\', '.' or '..'), got {self.name!r}", "name")
+
 
 @dataclass
 class ExperimentSpec:

@@ -160,7 +160,7 @@ def prepare(cfg: FinetuneConfig, required_splits: tuple[str, ...] = ("train", "d
                           "head cannot fit it: set head = \"auto\" or \"classification\"", "head")
 
     tokenizer = _resolve_tokenizer(cfg)
-    from ..data.tokenizer import special_ids
+    from ..data.tokenizer import check_tokenizer_fits, special_ids
 
     special = special_ids(tokenizer)
     pad_id = special.pad
@@ -172,10 +172,7 @@ def prepare(cfg: FinetuneConfig, required_splits: tuple[str, ...] = ("train", "d
             raise CheckpointError(f"checkpoint {cfg.checkpoint} has {kind} but task {where} is "
                                   f"{'regression' if regression else 'classification'}; fine-tune from the "
                                   "pre-trained model instead")
-    if model_config.vocab_size != tokenizer.get_vocab_size():
-        raise CheckpointError(f"checkpoint {cfg.checkpoint} has a vocabulary of {model_config.vocab_size} tokens "
-                              f"but the tokenizer has {tokenizer.get_vocab_size()}; use the tokenizer the "
-                              "model was pretrained with")
+    check_tokenizer_fits(tokenizer, model_config.vocab_size, cfg.checkpoint)
     text_to_text = None
     if is_text_to_text(model_config):
         from . import text_to_text as t2t

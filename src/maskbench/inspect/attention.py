@@ -15,6 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..config import check_range
 from ..data.encoding import encode_pairs
 from ..data.tokenizer import special_ids
 from ..errors import MaskbenchError
@@ -202,6 +203,7 @@ def attention(model, tokenizer, text: str, pair: str | None = None, *, max_lengt
     """
     import torch
 
+    check_range("max_length", max_length, 1)
     if not isinstance(text, str) or not text.strip():
         raise MaskbenchError("attention needs a non-empty text")
     encoder = encoder_of(model)

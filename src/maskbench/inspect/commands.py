@@ -5,6 +5,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..errors import MaskbenchError
+
+HEADS_KIND = "heads result"
+PROBE_KIND = "probe result"
+
 
 def register(subparsers) -> None:
     from ..cli import add_examples, add_set_argument
@@ -38,7 +43,9 @@ def register(subparsers) -> None:
     heads.add_argument("--max-length", type=int, default=128, help="tokens per input (default 128)")
     heads.add_argument("--batch-size", type=int, default=16)
     heads.add_argument("--seed", type=int, default=0)
-    heads.add_argument("--out", required=True, help="output folder")
+    heads.add_argument("--out", required=True, help="output folder (must be empty or new)")
+    heads.add_argument("--overwrite", action="store_true",
+                       help="replace --out if it holds an earlier `heads` result (never another folder)")
     add_set_argument(heads, "next=0.4")
     add_examples(heads, "maskbench heads --checkpoint runs/mlm40 --input corpus/ --samples 200 --out heads/",
                  "maskbench heads --checkpoint runs/mlm40 --input corpus/ --pairs --out heads-pairs/")
@@ -59,7 +66,9 @@ def register(subparsers) -> None:
     pr.add_argument("--labels", default=None, help='JSONL of {"words": [...], "labels": [...]} (task labels)')
     pr.add_argument("--samples", type=int, default=None, help="sentences to use (default 1000)")
     pr.add_argument("--seed", type=int, default=None)
-    pr.add_argument("--out", required=True, help="output folder")
+    pr.add_argument("--out", required=True, help="output folder (must be empty or new)")
+    pr.add_argument("--overwrite", action="store_true",
+                    help="replace --out if it holds an earlier `probe` result (never another folder)")
     add_set_argument(pr, "epochs=30")
     add_examples(pr, "maskbench probe --checkpoint runs/mlm40 --compare runs/mlm15 --task word_class --out probe/",
                  "maskbench probe --checkpoint runs/mlm40 --task token_identity --input corpus/ --out probe-ids/")
@@ -90,9 +99,14 @@ def find_tokenizer(checkpoint: str | Path, explicit: str | Path | None = None):
 
 
 def _load(checkpoint: str, tokenizer: str | None):
+    """The model and its tokenizer, checked to belong together (as `finetune` checks them)."""
+    from ..data.tokenizer import check_tokenizer_fits
     from ..models import load_model
 
-    return load_model(checkpoint), find_tokenizer(checkpoint, tokenizer)
+    model = load_model(checkpoint)
+    found = find_tokenizer(checkpoint, tokenizer)
+    check_tokenizer_fits(found, model.config.vocab_size, checkpoint)
+    return model, found
 
 
 def _attention(args: argparse.Namespace) -> int:
@@ -139,24 +153,27 @@ def _read_inputs(paths: list[str], samples: int, seed: int, pairs: bool) -> tupl
 
 
 def _heads(args: argparse.Namespace) -> int:
-    from ..config import load_config
-    from ..io import write_json, write_text
+    from ..config import check_range, load_config
+    from ..io import atomic_dir, claim_out_dir, write_json, write_text
     from .heads import HeadThresholds, head_patterns, plot_heads
 
     thresholds = load_config(HeadThresholds, None, args.overrides)
+    for flag, value in (("samples", args.samples), ("max_length", args.max_length), ("batch_size", args.batch_size)):
+        check_range(flag, value, 1)  # before the model loads (head_patterns checks them too)
+    claim_out_dir(args.out, HEADS_KIND, args.overwrite, inputs=[args.checkpoint, args.input])
     model, tokenizer = _load(args.checkpoint, args.tokenizer)
     texts, pairs = _read_inputs([args.input], args.samples, args.seed, args.pairs)
     report = head_patterns(model, tokenizer, texts, pairs, thresholds=thresholds, batch_size=args.batch_size,
                            max_length=args.max_length)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     info = report.to_json()
     info["checkpoint"] = str(args.checkpoint)
     info["input"] = str(args.input)
-    write_json(out / "heads.json", info)
-    plot_heads(report, out / "heads.png", title=f"head patterns: {Path(args.checkpoint).name}")
     table = report.table()
-    write_text(out / "heads.md", table + "\n")
+    with atomic_dir(out, kind=HEADS_KIND) as tmp:
+        write_json(tmp / "heads.json", info)
+        plot_heads(report, tmp / "heads.png", title=f"head patterns: {Path(args.checkpoint).name}")
+        write_text(tmp / "heads.md", table + "\n")
     print(table)
     print(f"\nwrote {out / 'heads.json'} and {out / 'heads.png'} ({report.scores.samples} inputs, "
           f"{report.scores.tokens} tokens)")
@@ -165,8 +182,7 @@ def _heads(args: argparse.Namespace) -> int:
 
 def _probe(args: argparse.Namespace) -> int:
     from ..config import load_config
-    from ..errors import MaskbenchError
-    from ..io import write_json, write_text
+    from ..io import atomic_dir, claim_out_dir, write_json, write_text
     from .probes import ProbeConfig, holdout_note, plot_probes, probe, read_labels, table
 
     base = {}
@@ -179,6 +195,8 @@ def _probe(args: argparse.Namespace) -> int:
     if args.seed is not None:
         base["seed"] = args.seed
     config = load_config(ProbeConfig, None, args.overrides, base=base)
+    claim_out_dir(args.out, PROBE_KIND, args.overwrite,
+                  inputs=[args.checkpoint, args.compare, args.input, args.labels])
     texts = words = labels = None
     if config.task in ("token_identity", "replacement"):
         if args.input is None:
@@ -199,11 +217,11 @@ def _probe(args: argparse.Namespace) -> int:
         result.meta["checkpoint"] = str(checkpoint)
         results.append(result)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "probe.json", {"task": config.task, "runs": [r.to_json() for r in results]})
-    plot_probes(results, out / "probe.png")
     text = table(results) + "\n\n" + holdout_note(results[0])
-    write_text(out / "probe.md", text + "\n")
+    with atomic_dir(out, kind=PROBE_KIND) as tmp:
+        write_json(tmp / "probe.json", {"task": config.task, "runs": [r.to_json() for r in results]})
+        plot_probes(results, tmp / "probe.png")
+        write_text(tmp / "probe.md", text + "\n")
     print(text)
     print(f"\nwrote {out / 'probe.json'} and {out / 'probe.png'}")
     return 0

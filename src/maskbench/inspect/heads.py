@@ -241,6 +241,8 @@ def head_patterns(model, tokenizer, texts: Sequence[str], pairs: Sequence[str] |
 
     from .attention import encode_texts, encoder_of, model_device
 
+    check_range("batch_size", batch_size, 1)
+    check_range("max_length", max_length, 1)
     device = model_device(model)
     encoder = encoder_of(model)
     style = "bert" if encoder is not None else _t5_encoder_style(model)

@@ -23,8 +23,9 @@ from torch import nn
 
 from ..config import from_dict
 from ..errors import CheckpointError, ConfigError
-from ..io import atomic_path, read_json, sha256_file, write_json
+from ..io import read_json, save_safetensors, sha256_file, write_json
 
+MODEL_KIND = "model folder"
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 HEADS = ("encoder", "pretraining", "classification")
@@ -60,14 +61,11 @@ def save_model(model: nn.Module, directory: str | os.PathLike, extra: dict | Non
     Other files already in the folder (optimizer state, tokenizer) are left alone, so the trainer can
     save a model into a checkpoint folder it is assembling.
     """
-    from safetensors.torch import save_file
-
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     meta = describe(model)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(directory / WEIGHTS) as tmp:
-        save_file(state, str(tmp), metadata={"format": "pt", "architecture": meta["architecture"]})
+    save_safetensors(state, directory / WEIGHTS, metadata={"format": "pt", "architecture": meta["architecture"]})
     meta["weights_sha256"] = sha256_file(directory / WEIGHTS)
     if extra:
         meta.update(extra)

@@ -38,7 +38,9 @@ def register(subparsers) -> None:
                         choices=["auto", "bert", "albert", "roberta", "xlm-roberta", "electra"],
                         help="transformers family; auto keeps the one the model was imported from, else bert "
                              "(plain) or albert (factorized or shared); a discriminator is electra")
-    export.add_argument("--out", required=True, metavar="DIR", help="output folder (replaced atomically)")
+    export.add_argument("--out", required=True, metavar="DIR", help="output folder (must be empty or new)")
+    export.add_argument("--overwrite", action="store_true",
+                        help="replace --out if it holds an earlier export (never another folder)")
     export.set_defaults(func=_export)
 
     imp = subparsers.add_parser(
@@ -51,7 +53,9 @@ def register(subparsers) -> None:
         epilog="example:\n  maskbench import --from hf-model/ --out imported/",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     imp.add_argument("--from", dest="source", required=True, metavar="HF_DIR", help="a transformers model folder")
-    imp.add_argument("--out", required=True, metavar="RUN", help="output model folder (replaced atomically)")
+    imp.add_argument("--out", required=True, metavar="RUN", help="output model folder (must be empty or new)")
+    imp.add_argument("--overwrite", action="store_true",
+                     help="replace --out if it holds an earlier imported model (never another folder)")
     imp.set_defaults(func=_import)
 
 
@@ -114,7 +118,7 @@ def _params(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from .hf import export_hf
 
-    out = export_hf(args.checkpoint, args.out, hf_type=args.hf_type)
+    out = export_hf(args.checkpoint, args.out, hf_type=args.hf_type, overwrite=args.overwrite)
     print(f"exported {args.checkpoint} → {out} (load it with transformers' from_pretrained)", file=sys.stderr)
     return 0
 
@@ -122,6 +126,6 @@ def _export(args: argparse.Namespace) -> int:
 def _import(args: argparse.Namespace) -> int:
     from .hf import import_to_folder
 
-    out = import_to_folder(args.source, args.out)
+    out = import_to_folder(args.source, args.out, overwrite=args.overwrite)
     print(f"imported {args.source} → {out} (a maskbench model folder)", file=sys.stderr)
     return 0

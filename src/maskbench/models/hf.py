@@ -24,9 +24,11 @@ import torch
 
 from ..data.tokenizer import SPECIAL_ALIASES
 from ..errors import CheckpointError
-from ..io import atomic_dir, read_json, write_json
+from ..io import atomic_dir, claim_out_dir, read_json, write_json
 from . import hf_families
-from .checkpoint import CONFIG, load_model, resolve_model_dir, save_model
+from .checkpoint import CONFIG, MODEL_KIND, load_model, resolve_model_dir, save_model
+
+EXPORT_KIND = "Hugging Face export"
 
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")
 _HF_ARCHITECTURES = {
@@ -281,13 +283,15 @@ def import_hf(hf_dir: str | os.PathLike, head: str | None = None, num_labels: in
     return load_model(hf_dir, head=head, num_labels=num_labels, seed=seed)
 
 
-def import_to_folder(hf_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
-    """`maskbench import`: a Hugging Face folder → a maskbench model folder (+ its tokenizer files)."""
+def import_to_folder(hf_dir: str | os.PathLike, out_dir: str | os.PathLike, overwrite: bool = False) -> Path:
+    """`maskbench import`: a Hugging Face folder → a maskbench model folder (+ its tokenizer files).
+    A non-empty `out_dir` is refused unless `overwrite` and it is a model folder maskbench wrote."""
     hf_dir = resolve_model_dir(hf_dir)  # a folder, or a Hub id from the Hugging Face cache
+    claim_out_dir(out_dir, MODEL_KIND, overwrite, inputs=[hf_dir])
     if not (hf_dir / CONFIG).is_file():
         raise CheckpointError(f"{hf_dir} has no config.json; point --from at a Hugging Face model folder")
     model = import_hf(hf_dir)
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, kind=MODEL_KIND) as tmp:
         save_model(model, tmp, extra={"imported_from": str(hf_dir.resolve()),
                                       "hf_model_type": read_json(hf_dir / CONFIG).get("model_type")})
         for name in TOKENIZER_FILES:
@@ -464,12 +468,15 @@ def _export_type(requested: str, model, meta: dict) -> str:
     return origin if origin in hf_families.FAMILIES else "auto"
 
 
-def export_hf(model_dir: str | os.PathLike, out_dir: str | os.PathLike, hf_type: str = "auto") -> Path:
+def export_hf(model_dir: str | os.PathLike, out_dir: str | os.PathLike, hf_type: str = "auto",
+              overwrite: bool = False) -> Path:
     """Write a Hugging Face folder (config.json, model.safetensors, tokenizer files) for a maskbench model.
 
     `hf_type`: the transformers family (bert, albert, roberta, xlm-roberta, electra, roberta-prelayernorm);
     "auto" keeps the one a model was imported from, else RobertaPreLayerNorm for pre-LN encoders, BERT for
-    plain encoders and ALBERT for factorized or shared ones."""
+    plain encoders and ALBERT for factorized or shared ones.
+    A non-empty `out_dir` is refused unless `overwrite` and it is an export maskbench wrote."""
+    claim_out_dir(out_dir, EXPORT_KIND, overwrite, inputs=[model_dir])
     _transformers()
     source = resolve_model_dir(model_dir)
     model = load_model(source)
@@ -504,7 +511,7 @@ def export_model(model, out_dir: str | os.PathLike, hf_type: str = "auto", token
             raise CheckpointError(f"export: weight '{name}' has no place in {type(hf_model).__name__}")
     hf_model.load_state_dict({k: v.detach().cpu() for k, v in hf_state.items()}, strict=False)
     hf_model.tie_weights()
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, kind=EXPORT_KIND) as tmp:
         hf_model.save_pretrained(str(tmp))
         if tokenizer_json is not None:
             _export_tokenizer(tokenizer_json, tmp, model)

@@ -24,12 +24,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from ..errors import CheckpointError
-from ..io import atomic_dir, read_json, sha256_file, write_json
+from ..io import atomic_dir, read_json, save_safetensors, sha256_file, write_json
 
 CHECKPOINT_FORMAT = 1
+CHECKPOINT_KIND = "checkpoint"
 _NAME = re.compile(r"^step-(\d{7,})$")
 MANIFEST = "manifest.json"
 
@@ -150,14 +151,14 @@ def write_checkpoint(checkpoints_dir: Path, payload: CheckpointPayload, keep: in
     target = checkpoints_dir / checkpoint_name(payload.step)
     try:
         checkpoints_dir.mkdir(parents=True, exist_ok=True)
-        with atomic_dir(target) as tmp:
+        with atomic_dir(target, kind=CHECKPOINT_KIND) as tmp:
             payload.write_model(tmp)
             tensors, meta = split_optimizer_state(payload.optimizer_state)
-            save_file(tensors, str(tmp / "optimizer.safetensors"))
+            save_safetensors(tensors, tmp / "optimizer.safetensors")
             write_json(tmp / "optimizer.json", meta)
             write_json(tmp / "scheduler.json", payload.scheduler_state)
             state = payload.train_state
-            save_file({k: v.contiguous() for k, v in state["rng"].items()}, str(tmp / "rng.safetensors"))
+            save_safetensors({k: v.contiguous() for k, v in state["rng"].items()}, tmp / "rng.safetensors")
             write_json(tmp / "rng.json", state["python_rng"])
             write_json(tmp / "trainer.json", state["trainer"])
             (tmp / "config.toml").write_text(payload.config_toml, encoding="utf-8")
