@@ -115,3 +115,27 @@ def test_round_trip_property(rate, steps, tags):
 def test_parse_value_reads_scalars(value):
     text = {True: "true", False: "false"}.get(value, repr(value)) if isinstance(value, bool) else repr(value)
     assert parse_value(text) == value
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_check_range_refuses_non_finite_numbers(value):
+    with pytest.raises(ConfigError, match="must be a finite number"):
+        check_range("mask_rate", value, 0, 1)
+    with pytest.raises(ConfigError, match="must be a finite number"):
+        check_range("lr", value)  # no bounds at all: still refused
+
+
+@pytest.mark.parametrize("override", ["objective.mask_rate=nan", "objective.replace=[0.8, nan, 0.1]",
+                                      "objective.mask_rate=inf"])
+def test_non_finite_values_are_refused_wherever_a_number_goes(override):
+    with pytest.raises(ConfigError, match="must be a finite number"):
+        load_config(Outer, None, [override])
+
+
+def test_non_finite_values_in_free_tables_are_refused():
+    @dataclasses.dataclass
+    class Free:
+        table: dict = dataclasses.field(default_factory=dict)
+
+    with pytest.raises(ConfigError, match=r"table\.a\.b\[1\]: must be a finite number"):
+        from_dict(Free, {"table": {"a": {"b": [1.0, float("nan")]}}})

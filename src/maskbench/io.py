@@ -49,6 +49,8 @@ def os_error_message(error: OSError, path: str | os.PathLike | None = None, acti
         reason = error.strerror or str(error)
     if where is None:
         return reason
+    if action is None and error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+        action = "write"
     return f"cannot {action} {where}: {reason}" if action else f"{where}: {reason}"
 
 
@@ -89,9 +91,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp
         os.replace(tmp, path)
         _fsync_dir(path.parent)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(e, OSError) and e.errno is not None:  # name the output, not its temporary file
+            raise OSError(e.errno, e.strerror, str(path)) from e
         raise
 
 
@@ -120,8 +124,10 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = True, kind: str = "out
         else:
             os.replace(tmp, path)
         _fsync_dir(path.parent)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError) and e.errno is not None:
+            raise OSError(e.errno, e.strerror, str(path)) from e
         raise
 
 

@@ -133,3 +133,45 @@ def test_demo_runs_through_the_runner_and_reuses_everything(tmp_path, capsys):
     second = run_demo(tmp_path, progress=False, stages=fake_stages.STAGES)
     assert second["stages_run"] == 0 and second["stages_reused"] == first["stages_run"]
     assert "reused from an earlier run" in capsys.readouterr().out
+
+
+def test_failed_cells_print_their_one_line_reason(tmp_path, capsys):
+    from maskbench.experiments.commands import print_failures
+
+    spec = make_spec(rates=(0.15, 0.4), extra_axes=[{"name": "fail", "kind": "zip",
+                                                     "values": {"pretrain.fail": [True]}}])
+    index = run(spec, tmp_path)
+    print_failures(index)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2 == len(index["failed_cells"])
+    assert all("pretrain" in line and "pretraining diverged (fake)" in line for line in lines)
+
+
+def test_a_folder_holding_other_results_is_never_taken_over(tmp_path):
+    from maskbench.errors import MaskbenchError
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "report.md").write_text("someone else's report")
+    with pytest.raises(MaskbenchError, match="not empty"):
+        run(make_spec(), other)
+    assert [p.name for p in other.iterdir()] == ["report.md"]
+    run(make_spec(), tmp_path / "unit")
+    before = (tmp_path / "unit" / "spec.toml").read_text()
+    renamed = make_spec()
+    renamed.experiment.name = "another"
+    with pytest.raises(MaskbenchError, match="holds experiment 'unit' at scale tiny"):
+        run(renamed, tmp_path / "unit")
+    with pytest.raises(MaskbenchError, match="holds experiment 'unit' at scale tiny"):
+        run(make_spec(), tmp_path / "unit", scale="small")
+    assert (tmp_path / "unit" / "spec.toml").read_text() == before
+
+
+def test_a_running_experiment_locks_its_folder(tmp_path):
+    from maskbench.errors import MaskbenchError
+    from maskbench.io import run_lock
+
+    with run_lock(tmp_path / "exp"):
+        with pytest.raises(MaskbenchError, match="in use by another maskbench process"):
+            run(make_spec(), tmp_path / "exp")
+    run(make_spec(), tmp_path / "exp")

@@ -105,3 +105,65 @@ def test_probe_command_word_class_and_labels(tmp_path, encoder_dir, capsys):
     assert main(["probe", "--checkpoint", str(encoder_dir), "--labels", str(labels), "--out", str(out),
                  "--overwrite", "--set", "epochs=2"]) == 0
     assert json.loads((out / "probe.json").read_text())["task"] == "labels"
+
+
+def _error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err
+    line = err.splitlines()[-1]
+    assert line.startswith("maskbench: error:")
+    return line
+
+
+@pytest.fixture(scope="module")
+def other_tokenizer(tmp_path_factory):
+    """A tokenizer that is not the models' (a smaller vocabulary)."""
+    from maskbench.data.tokenizer import train_tokenizer
+
+    path = tmp_path_factory.mktemp("tok_small") / "tokenizer.json"
+    train_tokenizer(None, kind="wordpiece", vocab_size=150, out_path=path, texts=SENTENCES, min_frequency=1)
+    return path
+
+
+@pytest.mark.parametrize("command", ["attention", "heads", "probe"])
+def test_a_tokenizer_that_is_not_the_models_is_refused(tmp_path, encoder_dir, other_tokenizer, corpus, capsys,
+                                                       command):
+    args = {"attention": ["--text", "the cat sat", "--out", str(tmp_path / "a.html")],
+            "heads": ["--input", str(corpus), "--samples", "4", "--out", str(tmp_path / "h")],
+            "probe": ["--task", "word_class", "--samples", "8", "--out", str(tmp_path / "p")]}[command]
+    assert main([command, "--checkpoint", str(encoder_dir), "--tokenizer", str(other_tokenizer), *args]) == 2
+    assert "has a vocabulary of 200 tokens but the tokenizer has 15" in _error_line(capsys)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_bad_sizes_are_one_line(tmp_path, encoder_dir, corpus, capsys):
+    assert main(["heads", "--checkpoint", str(encoder_dir), "--input", str(corpus), "--batch-size", "0",
+                 "--out", str(tmp_path / "h")]) == 2
+    assert "batch_size: must be in [1, inf], got 0" in _error_line(capsys)
+    assert main(["attention", "--checkpoint", str(encoder_dir), "--text", "the cat", "--max-length", "0",
+                 "--out", str(tmp_path / "a.html")]) == 2
+    assert "max_length: must be in [1, inf], got 0" in _error_line(capsys)
+
+
+def test_attention_out_naming_a_folder_is_one_line(tmp_path, encoder_dir, capsys):
+    assert main(["attention", "--checkpoint", str(encoder_dir), "--text", "the cat", "--out", str(tmp_path)]) == 2
+    assert "is a folder; name a file" in _error_line(capsys)
+
+
+def test_heads_out_is_guarded_and_read_only_is_one_line(tmp_path, encoder_dir, corpus, capsys, monkeypatch):
+    import errno
+    import tempfile
+
+    out = tmp_path / "h"
+    out.mkdir()
+    (out / "results.json").write_text("other results")
+    args = ["heads", "--checkpoint", str(encoder_dir), "--input", str(corpus), "--samples", "4"]
+    assert main([*args, "--out", str(out)]) == 2
+    assert "not empty" in _error_line(capsys) and (out / "results.json").read_text() == "other results"
+
+    def read_only(*a, **k):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "mkdtemp", read_only)
+    assert main([*args, "--out", str(tmp_path / "h2")]) == 2
+    assert _error_line(capsys).endswith("h2: Read-only file system")

@@ -68,3 +68,80 @@ def test_export_refusal_is_one_line(tmp_path, capsys):
 def test_import_of_a_non_hf_folder(tmp_path, capsys):
     assert main(["import", "--from", str(tmp_path), "--out", str(tmp_path / "x")]) == 2
     assert "no config.json" in capsys.readouterr().err
+
+
+def _small_model_folder(path):
+    save_model(EncoderForPretraining(EncoderConfig(vocab_size=40, hidden_size=16, num_layers=1, num_heads=2,
+                                                   intermediate_size=24)), path)
+    return path
+
+
+def _one_line_error(capsys) -> str:
+    """The error line (progress bars of the work before it may precede it), and no traceback."""
+    err = capsys.readouterr().err.strip()
+    last = err.splitlines()[-1]
+    assert last.startswith("maskbench: error:") and "Traceback" not in err
+    return last
+
+
+@pytest.mark.parametrize("command", ["export", "import"])
+def test_out_holding_other_files_is_refused_and_kept(tmp_path, capsys, command):
+    pytest.importorskip("transformers")
+    model = _small_model_folder(tmp_path / "m")
+    assert main(["export", "--checkpoint", str(model), "--out", str(tmp_path / "hf")]) == 0
+    capsys.readouterr()
+    other = tmp_path / "other"
+    (other / "checkpoints").mkdir(parents=True)
+    (other / "metrics.jsonl").write_text("precious\n")
+    source = ["--checkpoint", str(model)] if command == "export" else ["--from", str(tmp_path / "hf")]
+    for extra in ([], ["--overwrite"]):  # --overwrite never replaces a folder maskbench did not write
+        assert main([command, *source, "--out", str(other), *extra]) == 2
+        assert "maskbench did not write" in _one_line_error(capsys)
+        assert (other / "metrics.jsonl").read_text() == "precious\n" and (other / "checkpoints").is_dir()
+
+
+def test_export_out_equal_to_checkpoint_is_refused(tmp_path, capsys):
+    pytest.importorskip("transformers")
+    model = _small_model_folder(tmp_path / "m")
+    before = sorted(p.name for p in model.iterdir())
+    for out in (model, tmp_path):  # the source itself, or a folder holding it
+        assert main(["export", "--checkpoint", str(model), "--out", str(out), "--overwrite"]) == 2
+        assert "is or holds the input" in _one_line_error(capsys)
+    assert sorted(p.name for p in model.iterdir()) == before
+
+
+def test_overwrite_replaces_only_the_same_kind_of_output(tmp_path, capsys):
+    pytest.importorskip("transformers")
+    model = _small_model_folder(tmp_path / "m")
+    out = tmp_path / "hf"
+    assert main(["export", "--checkpoint", str(model), "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["export", "--checkpoint", str(model), "--out", str(out)]) == 2
+    assert "--overwrite" in _one_line_error(capsys)
+    assert main(["export", "--checkpoint", str(model), "--out", str(out), "--overwrite"]) == 0
+    assert main(["import", "--from", str(out), "--out", str(tmp_path / "back")]) == 0
+    # an import may not replace an export, nor an export a model folder, even with --overwrite
+    assert main(["import", "--from", str(out), "--out", str(out), "--overwrite"]) == 2
+    capsys.readouterr()
+    assert main(["export", "--checkpoint", str(model), "--out", str(tmp_path / "back"), "--overwrite"]) == 2
+    assert "replaces only a Hugging Face export" in _one_line_error(capsys)
+
+
+def test_a_full_disk_while_writing_a_model_is_one_line_and_leaves_nothing(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("transformers")
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    model = _small_model_folder(tmp_path / "m")
+    assert main(["export", "--checkpoint", str(model), "--out", str(tmp_path / "hf")]) == 0
+    capsys.readouterr()
+
+    def full(tensors, filename, metadata=None):
+        raise SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, '
+                              'message: "No space left on device" })')
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full)
+    out = tmp_path / "sub" / "back"
+    assert main(["import", "--from", str(tmp_path / "hf"), "--out", str(out)]) == 2
+    assert _one_line_error(capsys) == f"maskbench: error: cannot write {out}: the disk is full"
+    assert list((tmp_path / "sub").iterdir()) == []  # the temporary folder is gone
