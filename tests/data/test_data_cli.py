@@ -35,8 +35,8 @@ def test_pipeline_on_the_synthetic_corpus(tmp_path, capsys):
     batch = PretrainBatches(tmp_path / "shards", "train", batch_size=4, seq_len=64, seed=0, pairs="sop").get(0)
     assert batch["input_ids"].shape == (4, 64)
     assert sorted(p.name for p in (tmp_path / "tasks").iterdir()) == [
-        "meta.json", "synth-agreement", "synth-agreement-heldout", "synth-order", "synth-sentiment",
-        "synth-sentiment-heldout"]
+        ".maskbench.json", "meta.json", "synth-agreement", "synth-agreement-heldout", "synth-order",
+        "synth-sentiment", "synth-sentiment-heldout"]
 
 
 def test_prepare_two_gutenberg_books(shared_data, tmp_path, capsys):

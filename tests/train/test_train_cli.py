@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import json
 
 import pytest
@@ -82,19 +81,23 @@ def test_nan_loss_exits_2_with_the_step(tiny_data, tmp_path, capsys):
 
 
 def test_full_disk_exits_2_and_keeps_the_earlier_checkpoint(tiny_data, tmp_path, capsys, monkeypatch):
+    import safetensors.torch
+    from safetensors import SafetensorError
+
     import maskbench.train.checkpoint as ckpt
 
     config = write_config(tmp_path / "cfg.toml", tiny_data, budget={"steps": 4}, checkpoint={"every": 2, "keep": 3})
-    real_save = ckpt.save_file
+    real_save = safetensors.torch.save_file
     calls = {"n": 0}
 
     def save_file(tensors, path, *args, **kwargs):
-        if "step-0000004" in path or ".step-0000004" in path:
-            raise OSError(errno.ENOSPC, "No space left on device")
+        if ".step-0000004" in path:  # what the Rust writer raises when the disk is full
+            raise SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, '
+                                  'message: "No space left on device" })')
         calls["n"] += 1
         return real_save(tensors, path, *args, **kwargs)
 
-    monkeypatch.setattr(ckpt, "save_file", save_file)
+    monkeypatch.setattr(safetensors.torch, "save_file", save_file)
     code, _, err = run(capsys, "--config", config, "--out", tmp_path / "run")
     assert code == 2 and "disk is full" in error_line(err)
     checkpoints = tmp_path / "run" / "checkpoints"
