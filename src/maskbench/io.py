@@ -205,7 +205,8 @@ class RunLock:
             self.folder.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         except OSError as e:
-            raise MaskbenchError(os_error_message(e, self.folder)) from e
+            raise MaskbenchError(f"cannot write to {self.folder}: {e.strerror or e}; "
+                                 f"choose a writable --out") from e
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:

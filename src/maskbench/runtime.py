@@ -8,6 +8,8 @@ import os
 import random
 import sys
 
+from .errors import ConfigError
+
 # glibc's mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -72,7 +74,17 @@ def resolve_device(name: str = "auto") -> "torch.device":
         if torch.cuda.is_available():
             return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         return torch.device("cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}; use \"auto\", \"cpu\" or \"cuda\"", "device") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"{name!r} is not available: this PyTorch sees no CUDA GPU (torch "
+                              f"{torch.__version__}); use device = \"auto\" or \"cpu\"", "device")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"{name!r} is not available: {torch.cuda.device_count()} CUDA GPU(s) visible", "device")
+    return device
 
 
 #: The cuBLAS workspace setting under which cuBLAS picks the same reduction order on every call.

@@ -141,3 +141,126 @@ def test_typos_in_free_tables_get_did_you_mean(tiny_data, tmp_path, capsys, over
     assert code == 2
     line = error_line(err)
     assert key in line and "did you mean" in line
+
+
+# --- run folders: a lock per run, resume that never destroys, a failed start that blocks nothing -----------
+
+_HOLDER = """
+import sys
+from maskbench.io import run_lock
+lock = run_lock(sys.argv[1]).acquire()
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_second_process_cannot_write_a_locked_run_folder(tiny_data, tmp_path, capsys):
+    import subprocess
+    import sys
+
+    from trainkit import subprocess_env
+
+    config = write_config(tmp_path / "cfg.toml", tiny_data, budget={"steps": 2})
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(tmp_path / "run")], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, env=subprocess_env(), text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        for extra in ([], ["--resume"]):
+            code, _, err = run(capsys, "--config", config, "--out", tmp_path / "run", *extra)
+            assert code == 2 and f"in use by another maskbench process (pid {holder.pid})" in error_line(err)
+        assert not (tmp_path / "run" / "config.toml").exists()
+    finally:
+        holder.kill()  # the holder crashes: its lock goes with it
+        holder.wait()
+    assert run(capsys, "--config", config, "--out", tmp_path / "run")[0] == 0
+
+
+def test_resume_with_every_checkpoint_corrupt_stops_and_keeps_the_model(tiny_data, tmp_path, capsys):
+    config = write_config(tmp_path / "cfg.toml", tiny_data, budget={"steps": 4}, checkpoint={"every": 2, "keep": 3})
+    assert run(capsys, "--config", config, "--out", tmp_path / "run")[0] == 0
+    checkpoints = sorted((tmp_path / "run" / "checkpoints").iterdir())
+    assert [p.name for p in checkpoints] == ["step-0000002", "step-0000004"]
+    for folder in checkpoints:
+        (folder / "trainer.json").write_text("{}")
+    model = {p.name: p.read_bytes() for p in (tmp_path / "run" / "model").iterdir()}
+    code, _, err = run(capsys, "--out", tmp_path / "run", "--resume", "--set", "budget.steps=6")
+    line = error_line(err)
+    assert code == 2 and "every checkpoint is corrupt" in line and "step-0000002" in line and "step-0000004" in line
+    assert {p.name: p.read_bytes() for p in (tmp_path / "run" / "model").iterdir()} == model
+    assert sorted((tmp_path / "run" / "checkpoints").iterdir()) == checkpoints
+
+
+def test_resume_of_a_finished_run_without_checkpoints_keeps_its_model(tiny_data, tmp_path, capsys):
+    config = write_config(tmp_path / "cfg.toml", tiny_data, budget={"steps": 2},
+                          checkpoint={"every": 0, "final": False})
+    assert run(capsys, "--config", config, "--out", tmp_path / "run")[0] == 0
+    weights = (tmp_path / "run" / "model" / "model.safetensors").read_bytes()
+    code, _, err = run(capsys, "--out", tmp_path / "run", "--resume", "--set", "budget.steps=4")
+    assert code == 2 and "finished and kept no checkpoint" in error_line(err)
+    assert (tmp_path / "run" / "model" / "model.safetensors").read_bytes() == weights
+
+
+def test_resume_says_where_it_continues_or_why_it_starts_over(tiny_data, tmp_path, capsys):
+    config = write_config(tmp_path / "cfg.toml", tiny_data, budget={"steps": 2},
+                          checkpoint={"every": 5, "final": False})
+    assert run(capsys, "--config", config, "--out", tmp_path / "run")[0] == 0
+    for name in ("model", "summary.json"):  # as if killed after two steps, before the first checkpoint
+        path = tmp_path / "run" / name
+        __import__("shutil").rmtree(path) if path.is_dir() else path.unlink()
+    code, _, err = run(capsys, "--out", tmp_path / "run", "--resume")
+    assert code == 0, err
+    assert "no checkpoint" in err and "before its first checkpoint (step 5)" in err and "from step 0" in err
+
+
+def test_resume_may_lower_the_rate_raise_warm_up_and_clip_and_records_it(tiny_data, tmp_path, capsys):
+    config = write_config(tmp_path / "cfg.toml", tiny_data, budget={"steps": 2}, checkpoint={"every": 2})
+    assert run(capsys, "--config", config, "--out", tmp_path / "run")[0] == 0
+    code, _, err = run(capsys, "--out", tmp_path / "run", "--resume", "--set", "budget.steps=4",
+                       "--set", "optim.lr=1e-5", "--set", "optim.grad_clip=0.5", "--set", "schedule.warmup_steps=3")
+    assert code == 0, err
+    assert "continuing from step 2" in err
+    history = [json.loads(line) for line in (tmp_path / "run" / "history.jsonl").read_text().splitlines()]
+    changed = history[-1]["changed"]
+    assert changed["optim.lr"][1] == 1e-5 and changed["optim.grad_clip"][1] == 0.5
+    assert changed["schedule.warmup_steps"][1] == 3
+    train = [r for r in map(json.loads, (tmp_path / "run" / "metrics.jsonl").read_text().splitlines())
+             if r.get("kind") == "train" and r["step"] > 2]
+    assert train and all(r["lr"] <= 1e-5 for r in train)
+
+
+def test_a_run_that_failed_at_start_blocks_neither_a_rerun_nor_resume(tiny_data, tmp_path, capsys, monkeypatch):
+    import maskbench.data.loader as loader
+    from maskbench.errors import DataError
+
+    config = write_config(tmp_path / "cfg.toml", tiny_data, budget={"steps": 2})
+    real = loader.PretrainBatches
+
+    def broken(*args, **kwargs):
+        raise DataError("the shards vanished (simulated)")
+
+    monkeypatch.setattr(loader, "PretrainBatches", broken)
+    code, _, err = run(capsys, "--config", config, "--out", tmp_path / "run")
+    assert code == 2 and (tmp_path / "run" / "config.toml").is_file()
+    monkeypatch.setattr(loader, "PretrainBatches", real)
+    code, _, err = run(capsys, "--out", tmp_path / "run", "--resume", "--config", config)
+    assert code == 0, err
+    assert run(capsys, "--config", config, "--out", tmp_path / "run2")[0] == 0
+
+
+def test_pretrain_refuses_a_folder_holding_other_files(tiny_data, tmp_path, capsys):
+    config = write_config(tmp_path / "cfg.toml", tiny_data, budget={"steps": 2})
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("precious")
+    code, _, err = run(capsys, "--config", config, "--out", tmp_path / "mine")
+    assert code == 2 and "maskbench did not write" in error_line(err)
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["thesis.tex"]
+
+
+def test_cuda_on_a_cpu_only_pytorch_is_one_line(tiny_data, tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    config = write_config(tmp_path / "cfg.toml", tiny_data, budget={"steps": 2})
+    code, _, err = run(capsys, "--config", config, "--out", tmp_path / "run", "--set", 'device="cuda"')
+    assert code == 2 and "sees no CUDA GPU" in error_line(err)

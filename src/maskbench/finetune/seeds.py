@@ -117,13 +117,10 @@ def _transfer_tests(cfg: FinetuneConfig, prep: Prepared, targets: Targets, seed:
 
 
 def _save_fisher(path: Path, fisher: tuple[dict, dict]) -> None:
-    from safetensors.torch import save_file
-
-    from ..io import atomic_path
+    from ..io import save_safetensors
 
     scores, info = fisher
-    with atomic_path(path) as tmp:
-        save_file({k: v.contiguous() for k, v in scores.items()}, str(tmp), metadata={"info": json.dumps(info)})
+    save_safetensors({k: v.contiguous() for k, v in scores.items()}, path, metadata={"info": json.dumps(info)})
 
 
 def _load_fisher(path: str) -> tuple[dict, dict]:

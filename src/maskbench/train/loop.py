@@ -27,7 +27,7 @@ import torch
 
 from ..config import dumps_toml, from_dict, to_dict
 from ..errors import CheckpointError, ConfigError, DataError, MaskbenchError
-from ..io import read_jsonl, write_json
+from ..io import MARKER, RunLock, append_jsonl, claim_out_dir, mark_dir, marked_kind, read_jsonl, write_json
 from ..runtime import make_deterministic
 from . import checkpoint as ckpt
 from .config import FORMAT_VERSION, PretrainConfig, load_pretrain_config
@@ -41,6 +41,11 @@ from .state import TrainState, WindowStats
 
 #: Sections that may change when a run is resumed (they do not change what a step computes).
 RESUMABLE_CHANGES = ("budget", "eval", "log", "checkpoint", "threads", "distributed", "compile", "device")
+#: Settings that may change on resume although they change the steps: the remedies for a diverged run.
+#: Each change is recorded in the run's history.jsonl.
+RECOVERY_CHANGES = ("optim.lr", "optim.grad_clip", "schedule.warmup_steps", "schedule.warmup_fraction")
+RUN_KIND = "pretraining run"
+HISTORY = "history.jsonl"
 
 
 class TrainingDiverged(MaskbenchError):
@@ -211,43 +216,75 @@ def _first_difference(a: Any, b: Any, prefix: str = "") -> str | None:
     return None if a == b else prefix
 
 
-def check_resume_compatible(saved: PretrainConfig, new: PretrainConfig) -> None:
+def check_resume_compatible(saved: PretrainConfig, new: PretrainConfig) -> dict[str, list]:
+    """Refuse a resume that changes what the steps compute, except the recovery settings; returns those
+    changes as {dotted key: [old, new]}."""
     a, b = to_dict(resolved_config(saved)), to_dict(resolved_config(new))
     for section in RESUMABLE_CHANGES:
         a.pop(section, None)
         b.pop(section, None)
+    changes = {}
+    for key in RECOVERY_CHANGES:
+        section, name = key.split(".")
+        old, value = a.get(section, {}).pop(name, None), b.get(section, {}).pop(name, None)
+        if old != value:
+            changes[key] = [old, value]
     key = _first_difference(a, b)
     if key:
         raise ConfigError("differs from the run's config.toml; resume with the same settings (only budget, eval, "
-                          "log, checkpoint and distributed settings may change)", key)
+                          f"log, checkpoint, distributed settings and {', '.join(RECOVERY_CHANGES)} may change)", key)
+    return changes
 
 
-def open_run_dir(out_dir: Path, config: PretrainConfig, resume: bool, world: World) -> None:
-    """Refuse to mix runs; create the folder and write config.toml (an unwritable folder fails here)."""
+def run_started(out_dir: Path) -> bool:
+    """Whether a run folder holds training (metrics, checkpoints or a model); a folder left by a run that
+    failed while starting holds only its config.toml, and a rerun may start afresh there."""
+    metrics = out_dir / "metrics.jsonl"
+    return ((metrics.is_file() and metrics.stat().st_size > 0) or bool(ckpt.list_checkpoints(out_dir / "checkpoints"))
+            or (out_dir / "model").exists() or (out_dir / "summary.json").exists())
+
+
+def open_run_dir(out_dir: Path, config: PretrainConfig, resume: bool, world: World) -> RunLock | None:
+    """Lock the run folder (rank 0, for the run's life), refuse to mix runs, write config.toml.
+
+    The lock comes first, so two processes given the same folder cannot both pass the checks. Returns the
+    lock (None on other ranks); `Trainer.close` releases it and the kernel does on a crash.
+    """
     if out_dir.exists() and not out_dir.is_dir():
         raise MaskbenchError(f"--out {out_dir} is a file; choose a folder")
-    holds_run = out_dir.is_dir() and any((out_dir / name).exists() for name in ("config.toml", "metrics.jsonl",
-                                                                               "checkpoints"))
-    if holds_run and not resume:
-        raise MaskbenchError(f"{out_dir} already holds a run; pass --resume to continue it or choose another --out")
-    if resume and holds_run and (out_dir / "config.toml").is_file():
-        saved = load_pretrain_config(out_dir / "config.toml")
-        check_resume_compatible(saved, config)
-    # Every rank has looked at the folder before rank 0 writes to it (else a later rank sees "a run").
-    world.barrier()
-    if not world.is_main:
-        world.barrier()
-        return
+    if marked_kind(out_dir) not in (None, RUN_KIND):
+        claim_out_dir(out_dir, RUN_KIND)  # another kind of maskbench output: refused with its name
+    if not (out_dir / MARKER).exists() and not (out_dir / "config.toml").exists():
+        claim_out_dir(out_dir, RUN_KIND)  # a folder maskbench did not write: refused unless empty
+    lock = RunLock(out_dir).acquire() if world.is_main else None
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.toml").parent.mkdir(exist_ok=True)
-        from ..io import write_text
+        started = run_started(out_dir)
+        if started and not resume:
+            raise MaskbenchError(f"{out_dir} already holds a run; pass --resume to continue it or choose another --out")
+        changes = {}
+        if resume and started and (out_dir / "config.toml").is_file():
+            changes = check_resume_compatible(load_pretrain_config(out_dir / "config.toml"), config)
+        # Every rank has looked at the folder before rank 0 writes to it (else a later rank sees "a run").
+        world.barrier()
+        if not world.is_main:
+            world.barrier()
+            return None
+        try:
+            mark_dir(out_dir, RUN_KIND)
+            from ..io import write_text
 
-        write_text(out_dir / "config.toml", dumps_toml(resolved_config(config)))
-    except (OSError, MaskbenchError) as e:
-        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-        raise MaskbenchError(f"cannot write to {out_dir}: {reason}; choose a writable --out") from None
-    world.barrier()
+            write_text(out_dir / "config.toml", dumps_toml(resolved_config(config)))
+            if changes:
+                append_jsonl(out_dir / HISTORY, {"event": "resume", "changed": changes})
+        except (OSError, MaskbenchError) as e:
+            reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            raise MaskbenchError(f"cannot write to {out_dir}: {reason}; choose a writable --out") from None
+        world.barrier()
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+    return lock
 
 
 # --- the loop ----------------------------------------------------------------------------------------------
@@ -276,6 +313,7 @@ class Trainer:
     first_bad_step: torch.Tensor  # first step with a non-finite loss or gradient norm (inf: none yet)
     checkpoints_dir: Path
     last_checkpoint_step: int = -1
+    lock: RunLock | None = None  # the run folder's lock (rank 0), held until close()
     log: MetricsLog | None = None  # open while `run()` runs
     caller_threads: int = 0  # torch's thread count before the run (`threads` applies to this run only)
 
@@ -305,10 +343,20 @@ class Trainer:
 
     @classmethod
     def _build(cls, cfg: PretrainConfig, out_dir: Path, resume: bool, world: World, caller_threads: int) -> Trainer:
+        s = setup(cfg)
+        lock = open_run_dir(out_dir, cfg, resume, world)
+        try:
+            return cls._build_in(cfg, out_dir, world, caller_threads, s, lock)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+
+    @classmethod
+    def _build_in(cls, cfg: PretrainConfig, out_dir: Path, world: World, caller_threads: int, s: Setup,
+                  lock: RunLock | None) -> Trainer:
         from ..data.loader import PretrainBatches
 
-        s = setup(cfg)
-        open_run_dir(out_dir, cfg, resume, world)
         accumulation = cfg.batch.accumulation(world.world_size)
         pairs = getattr(s.objective, "sentence_task", None)
         add_special = not s.seq2seq
@@ -347,7 +395,7 @@ class Trainer:
                    multiplier=int(getattr(s.objective, "batch_multiplier", 1)), device=device, raw_model=raw_model,
                    model=model, optimization=optimization, total_steps=budget.steps, total_seconds=budget.seconds,
                    state=state, first_bad_step=first_bad_step, checkpoints_dir=out_dir / "checkpoints",
-                   caller_threads=caller_threads)
+                   caller_threads=caller_threads, lock=lock)
 
     @property
     def optimizer(self) -> torch.optim.Optimizer:
@@ -364,14 +412,31 @@ class Trainer:
             self.log = None
         close_world(self.world)
         torch.set_num_threads(self.caller_threads)
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     def restore(self) -> None:
         """Continue from the newest valid checkpoint of the run folder (none: from step 0)."""
+        skipped: list[str] = []
         warn = ckpt.warn_to_stderr if self.world.is_main else (lambda message: None)
-        path = ckpt.latest_valid_checkpoint(self.checkpoints_dir, warn=warn)
+
+        def note(message: str) -> None:
+            skipped.append(message.removeprefix("skipping corrupted checkpoint "))
+            warn(message)
+
+        path = ckpt.latest_valid_checkpoint(self.checkpoints_dir, warn=note)
         if path is None:
-            if self.world.is_main and ckpt.list_checkpoints(self.checkpoints_dir):
-                warn("no valid checkpoint left; starting from step 0")
+            if skipped:  # never restart over a run whose every checkpoint is damaged: it would replace model/
+                raise CheckpointError(f"cannot resume {self.out_dir}: every checkpoint is corrupt "
+                                      f"({'; '.join(skipped)}); nothing was changed")
+            if run_started(self.out_dir) and (self.out_dir / "model").exists():
+                raise CheckpointError(f"cannot resume {self.out_dir}: the run finished and kept no checkpoint; its "
+                                      f"model/ is left as it is (start a new run in another --out)")
+            every = self.config.checkpoint.every
+            why = (f"it stopped before its first checkpoint (step {every})" if every else
+                   "it writes no checkpoints (checkpoint.every = 0)")
+            self._message(f"--resume: no checkpoint in {self.out_dir}, {why}; starting over from step 0")
             if self.world.is_main:
                 truncate_metrics(self.out_dir / "metrics.jsonl", 0)
             return
@@ -395,7 +460,7 @@ class Trainer:
         self.last_checkpoint_step = self.state.step
         if self.world.is_main:
             truncate_metrics(self.out_dir / "metrics.jsonl", self.state.step)
-            self._message(f"resumed from {path} (step {self.state.step})")
+            self._message(f"--resume: resumed from {path}, continuing from step {self.state.step}")
 
     # helpers ----------------------------------------------------------------------------------------------
     def _message(self, text: str) -> None:
@@ -543,14 +608,14 @@ class Trainer:
 
     def _save_final_model(self) -> Path:
         from ..io import atomic_dir
-        from ..models.checkpoint import save_model
+        from ..models.checkpoint import MODEL_KIND, save_model
 
         target = self.out_dir / "model"
         model_state = full_model_state(self.model, self.world) if self.world.fsdp else None
         if self.world.is_main:
             try:
                 plain = self._plain_model(model_state)
-                with atomic_dir(target) as tmp:
+                with atomic_dir(target, kind=MODEL_KIND) as tmp:
                     save_model(plain, tmp, extra={"pretrain": {"step": self.state.step, "tokens": self.state.tokens}})
                     shutil.copyfile(self.setup.tokenizer_path if self.setup.tokenizer_path.is_file()
                                     else self.setup.tokenizer_path / "tokenizer.json", tmp / "tokenizer.json")
