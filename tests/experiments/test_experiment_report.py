@@ -216,3 +216,24 @@ def test_first_screen_says_in_plain_words_what_was_found_and_what_cannot_be_show
     assert lines == ["Found: none of the claims was settled by this run.",
                      "Cannot show at this scale: 40% beats 15% (both sides at chance: the models did not learn "
                      "the task)."]
+
+
+def test_markdown_escapes_the_specs_text(tmp_path):
+    hostile = "<script>alert(1)</script>"
+    image = "<img src=x onerror=alert(2)>"
+    spec = parse_spec({
+        "experiment": {"name": "unit", "description": hostile, "findings": f"see [this](javascript:alert(3)) {image}"},
+        "base": {"pretrain": {"steps": 2, "objective": {"mask_rate": 0.15}},
+                 "finetune": {"tasks": ["synth"], "methods": ["vanilla"], "seeds": [0, 1]}},
+        "axes": [{"name": "rate", "labels": [image, "plain"],
+                  "values": {"pretrain.objective.mask_rate": [0.15, 0.4]}}],
+        "claims": [{"text": hostile, "better": {"pretrain.objective.mask_rate": 0.4},
+                    "worse": {"pretrain.objective.mask_rate": 0.15}}],
+    })
+    run_experiment(spec, tmp_path, stages=fake_stages.STAGES, progress=False)
+    for name in ("report.md", "report.html"):
+        text = (tmp_path / name).read_text()
+        assert "<script>alert" not in text and "<img src=x" not in text, name
+    markdown = (tmp_path / "report.md").read_text()
+    assert "[this](javascript:" not in markdown and "\\[this\\](javascript:" in markdown  # not a link
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in markdown and "&lt;img src=x onerror=alert(2)&gt;" in markdown

@@ -225,3 +225,27 @@ def test_unset_hyperparameters_take_the_size_defaults_and_say_so(tmp_path, synth
                            max_length=32, progress=False, lr=5e-4, epochs=1, warmup=0.0)
     assert finetune(given, tmp_path / "given")["lr"] == 5e-4
     assert "defaults for hidden size" not in capsys.readouterr().err
+
+
+def test_a_diverging_seed_fails_on_one_line_and_never_gets_a_score(tmp_path, synth_task, checkpoint, capsys):
+    out = tmp_path / "ft"
+    code = main(["finetune", "--task", str(synth_task), "--checkpoint", str(checkpoint), "--method", "vanilla",
+                 "--seeds", "0", "--set", "lr=1e30", "--out", str(out), *QUICK])
+    captured = capsys.readouterr()
+    assert code == 1
+    lines = [line for line in captured.err.splitlines() if "failed" in line]
+    assert len(lines) == 1 and lines[0].startswith("maskbench: vanilla seed 0 failed: the training loss became")
+    summary = json.loads((out / "summary.json").read_text())
+    assert "vanilla" not in summary["methods"] and "loss became" in summary["failed"]["vanilla"]["0"]
+    assert "| vanilla | 0 | failed |" in captured.out and "vanilla seed 0 FAILED, no score" in captured.out
+    assert not (out / "vanilla" / "seed-0").exists()
+
+
+def test_finetune_refuses_a_folder_holding_other_files(tmp_path, synth_task, checkpoint, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.md").write_text("mine")
+    code = main(["finetune", "--task", str(synth_task), "--checkpoint", str(checkpoint), "--method", "vanilla",
+                 "--seeds", "0", "--out", str(out), *QUICK])
+    assert code == 2 and "maskbench did not write" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["notes.md"]

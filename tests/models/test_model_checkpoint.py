@@ -130,3 +130,25 @@ def test_save_keeps_other_files_and_writes_no_pickle(tmp_path):
     save_model(EncoderModel(cfg()), tmp_path / "m")
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "model.safetensors",
                                                                   "optimizer.safetensors"]
+
+
+def test_a_config_json_that_does_not_match_the_weights_fails_before_allocating(tmp_path):
+    import json
+
+    from maskbench.cli import main
+    from maskbench.errors import CheckpointError
+    from maskbench.models import EncoderConfig, EncoderForPretraining, load_model, save_model
+
+    folder = tmp_path / "m"
+    save_model(EncoderForPretraining(EncoderConfig(vocab_size=40, hidden_size=16, num_layers=1, num_heads=2,
+                                                   intermediate_size=24)), folder)
+    meta = json.loads((folder / "config.json").read_text())
+    meta["config"]["hidden_size"] = 1e7  # 80 GB of weights, if anything believed it
+    (folder / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="does not describe model.safetensors.*shape"):
+        load_model(folder)
+    del meta["config"]
+    (folder / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="lacks 'config'"):
+        load_model(folder)
+    assert main(["model", "params", str(folder)]) == 2

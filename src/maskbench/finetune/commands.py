@@ -94,4 +94,4 @@ def _finetune(args) -> int:
     cfg = load_config(FinetuneConfig, args.config, args.overrides, flags=flags)
     summary = finetune(cfg, args.out)
     print(to_markdown(summary), end="")
-    return 0
+    return 1 if summary.get("failed") else 0

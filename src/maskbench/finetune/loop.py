@@ -22,7 +22,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ..errors import CheckpointError, ConfigError, DataError
+from ..errors import CheckpointError, ConfigError, DataError, MaskbenchError
 from ..io import append_jsonl, atomic_dir, write_json, write_text
 from ..progress import progress_bar
 from ..train.logging import event_writer
@@ -40,6 +40,10 @@ from .tasks import (EncodedSplit, batches_in_order, bucketed_batches, encode_spl
                     steps_per_epoch, submission_name)
 
 RANDOM_PREFIX = "random:"
+
+
+class FinetuneDiverged(MaskbenchError):
+    """The training loss of one (method, seed) became NaN or infinite: that run stops, the others go on."""
 
 
 @dataclass
@@ -545,6 +549,9 @@ def train_step(model: torch.nn.Module, batch: dict, optimization: Optimization, 
     term, clipping, the update at the schedule's rate for `state.step`. Returns the (detached) loss."""
     optimization.set_lr(state.step)
     loss = model(**batch)["loss"]
+    if not torch.isfinite(loss):  # before the update: a diverged run must not pass for a trained one
+        raise FinetuneDiverged(f"the training loss became {float(loss.detach())} at step {state.step + 1} (lower the "
+                               f"learning rate or set max_grad_norm)")
     loss.backward()
     hooks.after_backward()
     optimization.clip()
@@ -587,7 +594,7 @@ def train_seed(prep: Prepared, cfg: FinetuneConfig, method: str, seed: int, seed
     stale = 0
     step_times: list[float] = []
     started = time.perf_counter()
-    with atomic_dir(seed_dir) as tmp:
+    with atomic_dir(seed_dir, kind="fine-tuning seed") as tmp:
         metrics_path = tmp / "metrics.jsonl"
         events = event_writer(tmp / "tensorboard") if cfg.tensorboard else None
         epoch = 0

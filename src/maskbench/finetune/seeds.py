@@ -26,16 +26,18 @@ from pathlib import Path
 
 from ..config import config_hash, dumps_toml, from_dict, to_dict
 from ..errors import MaskbenchError
-from ..io import write_json, write_text
+from ..io import claim_out_dir, mark_dir, marked_kind, run_lock, write_json, write_text
 from ..pool import worker_pool
 from .baselines import task_baselines
 from .config import FinetuneConfig, defaults_note
-from .loop import Prepared, fisher_scores, is_text_to_text, model_width, prepare, resolve_for_model, train_seed
+from .loop import (FinetuneDiverged, Prepared, fisher_scores, is_text_to_text, model_width, prepare,
+                   resolve_for_model, train_seed)
 from .squad_task import is_squad, prepare_squad
 from .summary import summarize, to_markdown
 from .transfer import Targets, prepare_targets, run_transfer
 
 _VOLATILE = ("methods", "seeds", "jobs", "progress")
+FINETUNE_KIND = "fine-tuning run"
 _PREPARED: "OrderedDict[str, Prepared]" = OrderedDict()
 _CACHE_SIZE = 4
 
@@ -100,13 +102,24 @@ def _existing(out_dir: Path, fp: str) -> dict[str, dict[int, dict]]:
     return found
 
 
+def run_one(prep: Prepared, cfg: FinetuneConfig, method: str, seed: int, run_dir: Path, fisher, fp: str,
+            extra=None) -> dict:
+    """One (method, seed): its `best.json`, or, when training diverged, {"method", "seed", "failed": reason}
+    (stated on one line; nothing is written for it, so a rerun tries it again)."""
+    try:
+        return train_seed(prep, cfg, method, seed, run_dir, fisher=fisher, fingerprint=fp, extra=extra)
+    except FinetuneDiverged as e:
+        print(f"maskbench: {method} seed {seed} failed: {e}", file=sys.stderr, flush=True)
+        return {"method": method, "seed": seed, "failed": str(e)}
+
+
 def _worker(cfg_dict: dict, method: str, seed: int, run_dir: str, fp: str, fisher_path: str | None) -> dict:
     """One run in a worker of `worker_pool` (its share of the cores), the shared Fisher read from disk."""
     cfg = from_dict(FinetuneConfig, cfg_dict)
     prep = prepared(cfg)
     fisher = _load_fisher(fisher_path) if fisher_path else None
-    return train_seed(prep, cfg, method, seed, run_dir, fisher=fisher, fingerprint=fp,
-                      extra=_transfer_tests(cfg, prep, prepare_targets(cfg, prep, prepared), seed))
+    return run_one(prep, cfg, method, seed, Path(run_dir), fisher, fp,
+                   extra=_transfer_tests(cfg, prep, prepare_targets(cfg, prep, prepared), seed))
 
 
 def _transfer_tests(cfg: FinetuneConfig, prep: Prepared, targets: Targets, seed: int):
@@ -148,6 +161,15 @@ def finetune(config: FinetuneConfig | dict, out_dir: str | os.PathLike, methods:
     prep = prepared(cfg)
     targets = prepare_targets(cfg, prep, prepared)
     fp = fingerprint(cfg)
+    holds_runs = (out_dir / "summary.json").is_file() or any(out_dir.glob("*/seed-*/best.json"))
+    if marked_kind(out_dir) != FINETUNE_KIND and not holds_runs:
+        claim_out_dir(out_dir, FINETUNE_KIND)  # never write into a folder holding something else
+    with run_lock(out_dir):
+        mark_dir(out_dir, FINETUNE_KIND)
+        return _finetune_in(cfg, out_dir, prep, fp)
+
+
+def _finetune_in(cfg: FinetuneConfig, out_dir: Path, prep: Prepared, fp: str) -> dict:
     done = _existing(out_dir, fp)
     note = _defaults_note(cfg, prep)
     if note:  # after every input check: a bad input stays one line
@@ -161,13 +183,17 @@ def finetune(config: FinetuneConfig | dict, out_dir: str | os.PathLike, methods:
     results: list[dict] = []
     if cfg.jobs <= 1 or len(todo) <= 1:
         for method, seed in todo:
-            results.append(train_seed(prep, cfg, method, seed, _run_dir(out_dir, method, seed),
-                                      fisher=fisher if method == "child_d" else None, fingerprint=fp,
-                                      extra=_transfer_tests(cfg, prep, targets, seed)))
+            results.append(run_one(prep, cfg, method, seed, _run_dir(out_dir, method, seed),
+                                   fisher if method == "child_d" else None, fp,
+                                   extra=_transfer_tests(cfg, prep, targets, seed)))
     else:
         results = _run_parallel(cfg, todo, out_dir, fp, fisher)
+    failed: dict[str, dict[str, str]] = {}
     for result in results:
-        done.setdefault(result["method"], {})[int(result["seed"])] = result
+        if "failed" in result:
+            failed.setdefault(result["method"], {})[str(result["seed"])] = result["failed"]
+        else:
+            done.setdefault(result["method"], {})[int(result["seed"])] = result
 
     runs = {m: list(seeds.values()) for m, seeds in done.items()}
     order = [m for m in ("vanilla", "child_f", "child_d", "l2sp", "mixout") if m in runs]
@@ -176,7 +202,8 @@ def finetune(config: FinetuneConfig | dict, out_dir: str | os.PathLike, methods:
                "epochs": prep.epochs, "warmup": prep.warmup,
                "defaults": _defaults_note(cfg, prep) or None,
                "runs": {m: {str(s): str(_run_dir(out_dir, m, s).relative_to(out_dir)) for s in sorted(done[m])}
-                        for m in order}}
+                        for m in order},
+               "failed": failed}
     classified = not is_squad(cfg.task) and getattr(prep, "text_to_text", None) is None
     context["baselines"] = task_baselines(prep) if classified else None
     summary = summarize(runs, prep.metric_names, prep.dev_splits, context)

@@ -136,6 +136,9 @@ def to_markdown(summary: dict) -> str:
         else:
             row += ["–", "–"]
         lines.append("| " + " | ".join(row) + " |")
+    for method, seeds in (summary.get("failed") or {}).items():
+        if method not in summary["methods"]:
+            lines.append("| " + " | ".join([method, "0", "failed"] + ["–"] * (len(header) - 3)) + " |")
     for kind, name in (("majority", "majority class"), ("bag_of_words", "bag of words")):
         base = (summary.get("baselines") or {}).get(kind)
         if base:
@@ -146,6 +149,9 @@ def to_markdown(summary: dict) -> str:
     if summary.get("baselines"):
         lines += ["", "Baselines on the same dev splits: the training split's majority class, and a bag of words "
                       "(unigram and bigram counts, logistic regression; scikit-learn)."]
+    for method, seeds in (summary.get("failed") or {}).items():
+        for seed, reason in seeds.items():
+            lines += ["", f"{method} seed {seed} FAILED, no score: {reason}"]
     for name, entry in summary.get("transfer", {}).items():
         lines += ["", f"## {name}", "", "| method | seeds | score | Δ score vs vanilla | p (paired t) |",
                   "|---|---|---|---|---|"]

@@ -114,6 +114,27 @@ def read_state(directory: Path, verify: bool = True) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{weights} is not a readable safetensors file ({str(e).splitlines()[0]})") from None
 
 
+def check_config_against_weights(directory: Path, architecture: str, config: dict, head: dict | None) -> None:
+    """Compare the shapes config.json implies with the safetensors header before anything is allocated.
+
+    The model is built on the meta device (shapes only, no memory), so a config.json that says
+    `hidden_size = 1e7` is a one-line error instead of an 80 GB allocation.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    weights = directory / WEIGHTS
+    if not weights.is_file():
+        raise CheckpointError(f"{weights} is missing; the folder is not a complete model")
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            found = {name: torch.empty(f.get_slice(name).get_shape(), device="meta") for name in f.keys()}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{weights} is not a readable safetensors file ({str(e).splitlines()[0]})") from None
+    with torch.device("meta"):
+        expected = build(architecture, config, head).state_dict()
+    check_state(expected, found, f"{directory / CONFIG} does not describe {WEIGHTS}")
+
+
 def _read_meta(directory: Path) -> dict:
     try:
         meta = read_json(directory / CONFIG)
@@ -228,6 +249,9 @@ def load_model(path: str | os.PathLike, head: str | None = None, num_labels: int
             if key not in meta:
                 raise CheckpointError(f"{directory / CONFIG} lacks '{key}'; it is not a maskbench model folder")
         architecture, config, head_info = meta["architecture"], meta["config"], meta.get("head")
+        if not isinstance(config, dict):
+            raise CheckpointError(f"{directory / CONFIG}: 'config' is not a table of model settings")
+        check_config_against_weights(directory, architecture, config, head_info)
         state = read_state(directory, verify)
     model = assemble(architecture, config, head_info, state, str(directory), head, num_labels, seed)
     return model.float().eval()

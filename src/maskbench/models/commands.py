@@ -95,7 +95,11 @@ def _row(name: str, vocab_size: int | None) -> dict:
 
             arch, cfg, _, _ = import_hf_state(resolve_model_dir(name))
             meta = {"architecture": arch, "config": cfg}
-        cls = EncoderDecoderConfig if meta["architecture"] == "EncoderDecoderModel" else EncoderConfig
+        if not isinstance(meta.get("config"), dict):
+            from ..errors import CheckpointError
+
+            raise CheckpointError(f"{name}: its config.json lacks the 'config' table of a maskbench model folder")
+        cls = EncoderDecoderConfig if meta.get("architecture") == "EncoderDecoderModel" else EncoderConfig
         try:
             config = from_dict(cls, {**meta["config"], **({"vocab_size": vocab_size} if vocab_size else {})})
         except ConfigError as e:

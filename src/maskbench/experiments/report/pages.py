@@ -75,7 +75,7 @@ def _summary_lines(results: Results) -> list[str]:
         lines.append(f"{index['stages_run']} stages run, {index.get('stages_reused', 0)} reused from earlier runs, "
                      f"{index.get('stages_failed', 0)} failed")
     if failed:
-        lines.append(f"{len(failed)} failed cell(s): " + "; ".join(f"{c.label}: {c.error}" for c in failed))
+        lines.append(f"{len(failed)} failed cell(s): " + "; ".join(f"{_md(c.label)}: {_md(c.error)}" for c in failed))
     return lines
 
 
@@ -108,11 +108,17 @@ def _machine_lines(index: dict) -> list[str]:
             + (f", GPU {m['gpu']}" if m.get("gpu") else "")]
 
 
+def _md(text) -> str:
+    """Text from a spec (description, labels, claims) as Markdown shows it: no raw HTML (`<script>`,
+    `<img onerror>`), no links or images of its own."""
+    return html.escape(str(text), quote=False).replace("[", "\\[").replace("]", "\\]")
+
+
 def _md_table(table: Table) -> str:
-    lines = [f"### {table.title}", "", "| " + " | ".join(table.header) + " |",
+    lines = [f"### {_md(table.title)}", "", "| " + " | ".join(_md(h).replace("|", "\\|") for h in table.header) + " |",
              "|" + "|".join("---" for _ in table.header) + "|"]
     for i, row in enumerate(table.rows):
-        cells = [f"**{v}**" if (i, j) in table.bold and v else v.replace("|", "\\|") for j, v in enumerate(row)]
+        cells = [f"**{_md(v)}**" if (i, j) in table.bold and v else _md(v).replace("|", "\\|") for j, v in enumerate(row)]
         lines.append("| " + " | ".join(cells) + " |")
     if table.note:
         lines += ["", table.note]
@@ -122,20 +128,20 @@ def _md_table(table: Table) -> str:
 def _markdown(results, verdicts, tables, timing, figures, images) -> str:
     index = results.index
     info = index.get("spec", {}).get("experiment", {})
-    parts = [f"# {info.get('name', 'experiment')}: report", ""]
+    parts = [f"# {_md(info.get('name', 'experiment'))}: report", ""]
     if info.get("description"):
-        parts += [info["description"], ""]
+        parts += [_md(info["description"]), ""]
     parts += [f"- {line}" for line in _summary_lines(results)] + [""]
     if verdicts:
         parts += ["## In plain words", ""] + plain_words(verdicts) + [""]
     if info.get("paper") or info.get("findings") or verdicts:
         parts += ["## What the paper found, and what this run shows", ""]
         if info.get("paper"):
-            parts += [f"Paper: {info['paper']}", ""]
+            parts += [f"Paper: {_md(info['paper'])}", ""]
         if info.get("findings"):
-            parts += [info["findings"].strip(), ""]
+            parts += [_md(info["findings"].strip()), ""]
         for v in verdicts:
-            parts.append(f"- **{v.verdict}** — {v.claim.text}: {v.detail}")
+            parts.append(f"- **{_md(v.verdict)}** — {_md(v.claim.text)}: {_md(v.detail)}")
         if verdicts:
             parts += ["", _verdict_note(index)]
         parts.append("")
@@ -145,20 +151,20 @@ def _markdown(results, verdicts, tables, timing, figures, images) -> str:
     if figures:
         parts += ["## Plots", ""]
         for name, caption, _data in figures:
-            parts += [f"![{caption}]({FILES}/{name})", ""]
+            parts += [f"![{_md(caption)}]({FILES}/{name})", ""]
     links = _attention_links(results)
     if images or links:
         parts += ["## Inside the models", ""]
         for name, caption, _data in images:
-            parts += [f"![{caption}]({FILES}/{name})", ""]
+            parts += [f"![{_md(caption)}]({FILES}/{name})", ""]
         for label, rel in links:
-            parts.append(f"- attention view ({label}): [{rel}]({rel})")
+            parts.append(f"- attention view ({_md(label)}): [{rel}]({rel})")
         parts.append("")
     parts += ["## Machine", ""] + [f"- {line}" for line in _machine_lines(index)] + [""]
     parts += [_md_table(timing), ""]
     parts += ["## Resolved configurations", ""]
     for cell in results.cells:
-        parts += [f"<details><summary>{cell.label} ({cell.id})</summary>", "", "```toml",
+        parts += [f"<details><summary>{_md(cell.label)} ({cell.id})</summary>", "", "```toml",
                   dumps_toml(cell.config).strip(), "```", "", "</details>", ""]
     return "\n".join(parts) + "\n"
 
