@@ -76,7 +76,7 @@ def test_overwrite_accepts_only_a_marked_folder_of_the_same_kind(tmp_path):
     with pytest.raises(MaskbenchError, match="--overwrite"):
         claim_out_dir(tmp_path / "out", "heads result")
     assert claim_out_dir(tmp_path / "out", "heads result", overwrite=True) is True
-    with pytest.raises(MaskbenchError, match="replaces only a probe result"):
+    with pytest.raises(MaskbenchError, match="replaces only maskbench's probe result"):
         claim_out_dir(tmp_path / "out", "probe result", overwrite=True)
 
 

@@ -183,12 +183,12 @@ def claim_out_dir(out: str | os.PathLike, kind: str, overwrite: bool = False,
     found = marked_kind(out)
     if not overwrite:
         hint = f" or pass --overwrite to replace it" if found == kind else ""
-        what = f"a maskbench {found}" if found else "files maskbench did not write"
+        what = f"maskbench's {found}" if found else "files maskbench did not write"
         raise MaskbenchError(f"{flag} {out} is not empty (it holds {what}); choose another {flag}{hint}")
     if found != kind:
-        what = f"a maskbench {found}" if found else "files maskbench did not write"
-        raise MaskbenchError(f"{flag} {out} holds {what}; --overwrite replaces only a {kind} that maskbench "
-                             f"wrote (choose another {flag})")
+        what = f"maskbench's {found}" if found else "files maskbench did not write"
+        raise MaskbenchError(f"{flag} {out} holds {what}; --overwrite replaces only maskbench's {kind} "
+                             f"(choose another {flag})")
     return True
 
 

@@ -95,7 +95,7 @@ def test_output_folder_with_a_different_run(tmp_path, capsys, tok):
     assert main(args + ["--seq-len", "32"]) == 2
     assert "already holds a different preparation" in _error_line(capsys)
     assert main(["corpus", "synth", "--out", str(tmp_path / "out"), "--tokens", "100"]) == 2
-    assert "holds no synthetic corpus" in _error_line(capsys)
+    assert "holds maskbench's prepared shards" in _error_line(capsys)
 
 
 def test_config_errors_name_the_key(tmp_path, capsys, tok):

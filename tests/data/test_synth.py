@@ -10,7 +10,7 @@ import pytest
 
 from maskbench.data import synth
 from maskbench.data.glue import load_task
-from maskbench.errors import DataError
+from maskbench.errors import DataError, MaskbenchError
 
 
 def _digest(folder):
@@ -137,7 +137,7 @@ def test_order_task_pairs(tmp_path):
 
 def test_output_folder_holding_something_else(tmp_path):
     (tmp_path / "x.txt").write_text("mine", encoding="utf-8")
-    with pytest.raises(DataError, match="holds no synthetic corpus"):
+    with pytest.raises(MaskbenchError, match="not empty .*maskbench did not write"):
         synth.generate_corpus(tmp_path, tokens=1000)
     out = tmp_path / "c"
     synth.generate_corpus(out, tokens=1000, seed=1)

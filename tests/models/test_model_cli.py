@@ -124,7 +124,7 @@ def test_overwrite_replaces_only_the_same_kind_of_output(tmp_path, capsys):
     assert main(["import", "--from", str(out), "--out", str(out), "--overwrite"]) == 2
     capsys.readouterr()
     assert main(["export", "--checkpoint", str(model), "--out", str(tmp_path / "back"), "--overwrite"]) == 2
-    assert "replaces only a Hugging Face export" in _one_line_error(capsys)
+    assert "replaces only maskbench's Hugging Face export" in _one_line_error(capsys)
 
 
 def test_a_full_disk_while_writing_a_model_is_one_line_and_leaves_nothing(tmp_path, capsys, monkeypatch):

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..config import check_choice, check_range, to_dict
 from ..errors import DataError
-from ..io import read_json, sha256_file, write_json
+from ..io import claim_out_dir, marked_kind, read_json, sha256_file, write_json
 
 FORMAT = "maskbench-shards"
 FORMAT_VERSION = 1
@@ -75,27 +75,25 @@ def _same_run(existing: dict, wanted: dict) -> bool:
     return all(existing.get(k) == wanted.get(k) for k in keys)
 
 
+SHARDS_KIND = "prepared shards"
+
+
 def _check_out_dir(out_dir: Path, wanted: dict, overwrite: bool) -> dict | None:
-    """The existing manifest if `out_dir` already holds this exact run; an error if it holds anything else."""
-    if not out_dir.exists():
-        return None
-    if not out_dir.is_dir():
-        raise DataError(f"output {out_dir} is a file; choose a folder for --out")
-    if not any(out_dir.iterdir()):
-        return None
+    """The existing manifest if `out_dir` already holds this exact run; an error if it holds anything else
+    (through the one output guard, `claim_out_dir`)."""
     manifest_path = out_dir / "manifest.json"
-    if manifest_path.is_file() and not overwrite:
+    if manifest_path.is_file() and not overwrite and marked_kind(out_dir) in (None, SHARDS_KIND):
         try:
             existing = read_json(manifest_path)
         except Exception:
             existing = {}
         if _same_run(existing, wanted):
             return existing
-        raise DataError(f"{out_dir} already holds a different preparation (other inputs, tokenizer or settings); "
-                        f"choose another --out or pass --overwrite")
-    if overwrite and (manifest_path.is_file() or (out_dir / "prepare.toml").is_file()):
-        return None
-    raise DataError(f"{out_dir} is not empty and holds no maskbench shards; choose another --out")
+        if marked_kind(out_dir) == SHARDS_KIND:
+            raise DataError(f"{out_dir} already holds a different preparation (other inputs, tokenizer or "
+                            f"settings); choose another --out or pass --overwrite")
+    claim_out_dir(out_dir, SHARDS_KIND, overwrite)
+    return None
 
 
 class _SplitWriter:
@@ -207,7 +205,7 @@ def prepare(inputs: Sequence[str | Path] | str | Path, tokenizer_path: str | Pat
     rng = np.random.default_rng([config.seed, 0x5B11])
     disable = None if progress is None else not progress  # None: shown on a terminal only
     bar = progress_bar(total_bytes(sources), desc=f"prepare {out_dir.name}", disable=disable)
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, kind=SHARDS_KIND) as tmp:
         writers = {name: _SplitWriter(tmp / name, dtype) for name in SPLITS}
         documents = iter_documents(sources, text_field=config.text_field, sentences=config.sentences,
                                    on_bytes=bar.update)

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from ..io import atomic_dir, atomic_path
+from ..io import atomic_dir, atomic_path, claim_out_dir, marked_kind
 
 GENERATOR_VERSION = 1
 
@@ -546,27 +546,27 @@ def _take_docs(sample: Sample, n_docs: int) -> Sample:
                   protagonist_number=sample.protagonist_number[:n_docs], profile=sample.profile)
 
 
+CORPUS_KIND = "synthetic corpus"
+TASKS_KIND = "synthetic task set"
+
+
 def _existing_run(out_dir: Path, wanted: dict, overwrite: bool, what: str) -> bool:
-    """True when `out_dir` already holds this exact output (a no-op re-run); an error when it holds another."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise DataError(f"output {out_dir} is a file; choose a folder for --out")
-    if not out_dir.is_dir() or not any(out_dir.iterdir()):
-        return False
+    """True when `out_dir` already holds this exact output (a no-op re-run); an error when it holds another.
+    Anything but a re-run goes through the one output guard, `claim_out_dir`."""
     meta_path = out_dir / "meta.json"
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else None
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
         meta = None
-    same_kind = meta is not None and meta.get("kind", "corpus") == wanted.get("kind", "corpus")
-    if not same_kind or meta.get("generator") != "maskbench.data.synth":
-        raise DataError(f"{out_dir} is not empty and holds no {what}; choose another --out")
-    if all(meta.get(k) == v for k, v in wanted.items()):
-        return not overwrite
-    if overwrite:
-        return False
-    raise DataError(f"{out_dir} already holds a different {what} "
-                    f"({', '.join(f'{k}={meta.get(k)}' for k in wanted if meta.get(k) != wanted[k])}); "
-                    f"choose another --out or pass --overwrite")
+    if meta is not None and all(meta.get(k) == v for k, v in wanted.items()) and not overwrite \
+            and meta.get("generator") == "maskbench.data.synth":
+        return True
+    if meta is not None and not overwrite and marked_kind(out_dir) == what:
+        raise DataError(f"{out_dir} already holds a different {what} "
+                        f"({', '.join(f'{k}={meta.get(k)}' for k in wanted if meta.get(k) != wanted[k])}); "
+                        f"choose another --out or pass --overwrite")
+    claim_out_dir(out_dir, what, overwrite)
+    return False
 
 
 def generate_corpus(out_dir: str | Path, tokens: int = 2_000_000, seed: int = 0, language: int = 0,
@@ -585,7 +585,7 @@ def generate_corpus(out_dir: str | Path, tokens: int = 2_000_000, seed: int = 0,
     lex = lexicon(language, profile)
     wanted = {"generator_version": GENERATOR_VERSION, "seed": seed, "language": language, "requested_tokens": tokens,
               **_profile_key(profile)}
-    if _existing_run(out_dir, wanted, overwrite, "synthetic corpus"):
+    if _existing_run(out_dir, wanted, overwrite, CORPUS_KIND):
         return out_dir / "corpus.txt"
     rng = np.random.default_rng([seed, language, 0xC0])
     sample = _sample_tokens(rng, tokens, language, profile)
@@ -619,7 +619,7 @@ def generate_corpus(out_dir: str | Path, tokens: int = 2_000_000, seed: int = 0,
                    "depth": "relative-clause depth 0-2",
                    "subject": "0 protagonist introduced, 1 the protagonist, 2 pronoun, 3 another noun"},
     }
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, kind=CORPUS_KIND) as tmp:
         (tmp / "corpus.txt").write_text("\n\n".join(text_parts) + "\n", encoding="utf-8")
         (tmp / "labels.jsonl").write_text("\n".join(label_lines) + "\n", encoding="utf-8")
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
@@ -761,10 +761,10 @@ def write_tasks(out_dir: str | Path, seed: int = 0, language: int = 0, train: in
     lexicon(language, profile)  # an unknown profile is an error before anything is written
     wanted = {"kind": "tasks", "generator_version": GENERATOR_VERSION, "seed": seed, "language": language,
               **_profile_key(profile), "sizes": sizes, "tasks": list(tasks)}
-    if _existing_run(out_dir, wanted, overwrite, "synthetic task set"):
+    if _existing_run(out_dir, wanted, overwrite, TASKS_KIND):
         return {name: out_dir / name for name in tasks}
     folders = {}
-    with atomic_dir(out_dir) as tmp:
+    with atomic_dir(out_dir, kind=TASKS_KIND) as tmp:
         meta = {"generator": "maskbench.data.synth", **wanted}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         for t, name in enumerate(TASKS):
