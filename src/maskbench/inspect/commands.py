@@ -195,8 +195,6 @@ def _probe(args: argparse.Namespace) -> int:
     if args.seed is not None:
         base["seed"] = args.seed
     config = load_config(ProbeConfig, None, args.overrides, base=base)
-    claim_out_dir(args.out, PROBE_KIND, args.overwrite,
-                  inputs=[args.checkpoint, args.compare, args.input, args.labels])
     texts = words = labels = None
     if config.task in ("token_identity", "replacement"):
         if args.input is None:
@@ -206,6 +204,8 @@ def _probe(args: argparse.Namespace) -> int:
         if args.labels is None:
             raise MaskbenchError("--task labels needs --labels FILE (JSONL with 'words' and 'labels')")
         words, labels = read_labels(args.labels)
+    claim_out_dir(args.out, PROBE_KIND, args.overwrite,
+                  inputs=[args.checkpoint, args.compare, args.input, args.labels])
     runs = [(args.checkpoint, args.tokenizer)]
     if args.compare:
         runs.append((args.compare, args.compare_tokenizer))
