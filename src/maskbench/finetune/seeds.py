@@ -166,10 +166,10 @@ def finetune(config: FinetuneConfig | dict, out_dir: str | os.PathLike, methods:
         claim_out_dir(out_dir, FINETUNE_KIND)  # never write into a folder holding something else
     with run_lock(out_dir):
         mark_dir(out_dir, FINETUNE_KIND)
-        return _finetune_in(cfg, out_dir, prep, fp)
+        return _finetune_in(cfg, out_dir, prep, fp, targets)
 
 
-def _finetune_in(cfg: FinetuneConfig, out_dir: Path, prep: Prepared, fp: str) -> dict:
+def _finetune_in(cfg: FinetuneConfig, out_dir: Path, prep: Prepared, fp: str, targets: Targets) -> dict:
     done = _existing(out_dir, fp)
     note = _defaults_note(cfg, prep)
     if note:  # after every input check: a bad input stays one line
