@@ -237,3 +237,21 @@ def test_markdown_escapes_the_specs_text(tmp_path):
     markdown = (tmp_path / "report.md").read_text()
     assert "[this](javascript:" not in markdown and "\\[this\\](javascript:" in markdown  # not a link
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in markdown and "&lt;img src=x onerror=alert(2)&gt;" in markdown
+
+
+def test_transfer_scores_are_rows_of_their_own_and_claims_can_name_them(tmp_path):
+    """A fine-tuning stage's transfer scores (Child-Tuning's generalisation tests) become their own task
+    rows, which a claim selects by name."""
+    spec = parse_spec({
+        "experiment": {"name": "transfer", "paper": "P", "findings": "F"},
+        "base": {"finetune": {"tasks": ["synth"], "methods": ["vanilla", "child_d"], "seeds": [0, 1, 2],
+                              "transfer": {"eval_tasks": ["other"]}}},
+        "claims": [{"text": "D transfers better", "better_method": "child_d", "worse_method": "vanilla",
+                    "task": "other (domain transfer from synth)"}],
+    })
+    run_experiment(spec, tmp_path, stages=fake_stages.STAGES, progress=False)
+    results = collect(tmp_path)
+    scores = results.cells[0].scores
+    assert set(scores) == {(t, m) for t in ("synth", "other (domain transfer from synth)") for m in ("vanilla", "child_d")}
+    verdict = evaluate_claim(results, spec.claims[0])
+    assert verdict.verdict == "agrees" and verdict.better_mean - verdict.worse_mean > 0.03

@@ -480,7 +480,8 @@ def _score(run: Path, params: dict, summary: dict) -> dict:
     metrics = summary.get("metrics") or ["score"]
     return {"task": params["task"], "method": params["method"], "seed": params["seed"], "metric": "/".join(metrics),
             "score": float(best["score"]), "dev": best.get("dev", {}), "best_epoch": best.get("best_epoch"),
-            "train_seconds": best.get("train_seconds"), "baselines": summary.get("baselines")}
+            "train_seconds": best.get("train_seconds"), "baselines": summary.get("baselines"),
+            "transfer_scores": {name: float(r["score"]) for name, r in (best.get("transfer") or {}).items()}}
 
 
 def _load_pretrained(ctx: StageContext):

@@ -99,6 +99,9 @@ def collect(out_dir: str | os.PathLike) -> Results:
                 for kind, scores in (result.get("baselines") or {}).items():
                     if isinstance(scores, dict) and isinstance(scores.get("score"), (int, float)):
                         baselines.setdefault(task, {}).setdefault(kind, float(scores["score"]))
+                for name, score in (result.get("transfer_scores") or {}).items():  # Child-Tuning's transfer tests
+                    cell.scores.setdefault((name, method), {})[int(result.get("seed", 0))] = float(score)
+                    cell.metric_names[name] = "score"
             elif stage == "pretrain":
                 cell.pretrain, cell.pretrain_dir = result, folder
             elif stage == "probe":
