@@ -286,7 +286,7 @@ def import_hf(hf_dir: str | os.PathLike, head: str | None = None, num_labels: in
 def import_to_folder(hf_dir: str | os.PathLike, out_dir: str | os.PathLike, overwrite: bool = False) -> Path:
     """`maskbench import`: a Hugging Face folder → a maskbench model folder (+ its tokenizer files).
     A non-empty `out_dir` is refused unless `overwrite` and it is a model folder maskbench wrote."""
-    hf_dir = resolve_model_dir(hf_dir)  # a folder, or a Hub id from the Hugging Face cache
+    hf_dir = Path(hf_dir) if Path(hf_dir).exists() else resolve_model_dir(hf_dir)  # a folder, or a Hub id
     claim_out_dir(out_dir, MODEL_KIND, overwrite, inputs=[hf_dir])
     if not (hf_dir / CONFIG).is_file():
         raise CheckpointError(f"{hf_dir} has no config.json; point --from at a Hugging Face model folder")
