@@ -133,7 +133,7 @@ def _markdown(results, verdicts, tables, timing, figures, images) -> str:
         parts += [_md(info["description"]), ""]
     parts += [f"- {line}" for line in _summary_lines(results)] + [""]
     if verdicts:
-        parts += ["## In plain words", ""] + plain_words(verdicts) + [""]
+        parts += ["## In plain words", ""] + [_md(line) for line in plain_words(verdicts)] + [""]
     if info.get("paper") or info.get("findings") or verdicts:
         parts += ["## What the paper found, and what this run shows", ""]
         if info.get("paper"):
