@@ -136,7 +136,7 @@ def test_demo_runs_through_the_runner_and_reuses_everything(tmp_path, capsys):
 
 
 def test_failed_cells_print_their_one_line_reason(tmp_path, capsys):
-    from maskbench.experiments.commands import print_failures
+    from maskbench.experiments.runner import print_failures
 
     spec = make_spec(rates=(0.15, 0.4), extra_axes=[{"name": "fail", "kind": "zip",
                                                      "values": {"pretrain.fail": [True]}}])

@@ -149,7 +149,8 @@ def test_fisher_and_mask_match_the_official_calculate_fisher_on_the_same_bert(nu
     'layers' scope (fused qkv clipped per part), and so does the mask."""
     transformers = pytest.importorskip("transformers")
     from maskbench.finetune.child_tuning import clip_parts
-    from maskbench.models.hf import _encoder_pairs, _export_encoder
+    from maskbench.models.hf import _export_encoder
+    from maskbench.models.hf_import import _encoder_pairs
 
     config = EncoderConfig(vocab_size=60, hidden_size=16, num_layers=2, num_heads=2, intermediate_size=32,
                            max_positions=16, dropout=0.0, attention_dropout=0.0)

@@ -44,8 +44,8 @@ def test_classifier_from_pretraining_folder_keeps_encoder_and_seeds_head(tmp_pat
     pre = EncoderForPretraining(cfg(), "sop")
     save_model(pre, tmp_path / "m")
     a = load_model(tmp_path / "m", head="classification", num_labels=4, seed=1)
-    b = EncoderForSequenceClassification.from_pretrained(tmp_path / "m", 4, seed=1)
-    c = EncoderForSequenceClassification.from_pretrained(tmp_path / "m", 4, seed=2)
+    b = load_model(tmp_path / "m", head="classification", num_labels=4, seed=1)
+    c = load_model(tmp_path / "m", head="classification", num_labels=4, seed=2)
     assert isinstance(a, EncoderForSequenceClassification) and a.classifier.out_features == 4
     assert same(a.encoder, pre.encoder) and same(a, b)
     assert not torch.equal(a.classifier.weight, c.classifier.weight)

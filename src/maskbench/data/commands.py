@@ -11,7 +11,7 @@ import sys
 
 
 def register(subparsers) -> None:
-    from ..cli import add_examples, add_set_argument
+    from ..arguments import add_examples, add_set_argument
 
     corpus = subparsers.add_parser("corpus", help="write the built-in synthetic corpus and tasks")
     corpus_sub = corpus.add_subparsers(dest="corpus_command", metavar="WHAT")

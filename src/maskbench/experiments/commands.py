@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
-    from ..cli import add_examples, add_set_argument
+    from ..arguments import add_examples, add_set_argument
 
     exp = subparsers.add_parser("experiment", help="run a study (a spec or preset) and write its report",
                                 description="Run the comparisons of the four studies, or your own grid, with "
@@ -135,13 +135,9 @@ def demo_command(args: argparse.Namespace) -> int:
     return 1 if index.get("failed_cells") else 0
 
 
-def print_failures(index: dict) -> None:
-    """One line per failed cell with its reason (the first failed stage's error)."""
-    for line in (index.get("failures") or {}).values():
-        print(f"  failed: {line}", file=sys.stderr)
-
-
 def _print_summary(index: dict, out: Path, table: str) -> None:
+    from .runner import print_failures  # lazy: the runner loads the report stack, and --help stays fast
+
     print()
     if table:
         print(table)

@@ -19,9 +19,8 @@ DEMO_PRESET = "demo"
 def run_demo(out: str | os.PathLike = "maskbench-demo", jobs: int = 1, progress: bool = True,
              overrides: list[str] | None = None, stages=None, scale: str = "tiny") -> dict:
     """Run the demo experiment into `out`; prints a short table and the report's path. Returns the index."""
-    from .commands import print_failures
     from .report import collect, evaluate_claims, plain_words, terminal_table
-    from .runner import run_experiment
+    from .runner import print_failures, run_experiment
     from .spec import load_spec
 
     started = time.time()

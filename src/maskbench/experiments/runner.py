@@ -297,3 +297,9 @@ def _index(spec: ExperimentSpec, scale: str, cells: list[Cell], jobs: int, start
             reason = str(first.get("error") or "failed").splitlines()[0]
             index["failures"][cid] = f"{labels.get(cid, cid)}: {first.get('stage')} {reason}"
     return index
+
+
+def print_failures(index: dict) -> None:
+    """One line per failed cell with its reason (the first failed stage's error)."""
+    for line in (index.get("failures") or {}).values():
+        print(f"  failed: {line}", file=sys.stderr)

@@ -40,7 +40,7 @@ def keys_table() -> str:
 
 
 def register(subparsers) -> None:
-    from ..cli import add_examples, add_set_argument
+    from ..arguments import add_examples, add_set_argument
 
     p = subparsers.add_parser(
         "finetune", help="fine-tune on a GLUE-format task: vanilla, child_f, child_d, l2sp, mixout over seeds",

@@ -114,7 +114,8 @@ def _load_encoder(cfg: FinetuneConfig, vocab_size: int, special=None):
         if isinstance(config, EncoderDecoderConfig) and special is not None:
             config = dataclasses.replace(config, pad_id=special.pad, eos_id=special.eos)
         return config, None, None
-    from ..models.checkpoint import load_model, model_config_json
+    from ..models.checkpoint import model_config_json
+    from ..models.loading import load_model
 
     meta = model_config_json(cfg.checkpoint)
     head = meta.get("head") if isinstance(meta.get("head"), dict) else None

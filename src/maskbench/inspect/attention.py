@@ -10,6 +10,7 @@ Arrays rather than tensors: the views, the head classifier and notebooks all wan
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -19,8 +20,8 @@ from ..config import check_range
 from ..data.encoding import encode_pairs
 from ..data.tokenizer import special_ids
 from ..errors import MaskbenchError
+from .html import VIEWS, render_html
 
-VIEWS = ("head", "model", "neuron")
 
 
 @dataclass
@@ -136,14 +137,10 @@ class AttentionData:
         return all(s.queries is not None for s in self.sets)
 
     def to_html(self, views: Sequence[str] | str = "all", compress: bool = True) -> str:
-        from .html import render_html
-
         return render_html(self, views, compress=compress)
 
     def _repr_html_(self) -> str:
         """The views inside an iframe: the page's scripts and ids cannot clash with the notebook's."""
-        import html
-
         views = VIEWS if self.has_qk else ("head", "model")
         page = self.to_html(views)
         return (f'<iframe srcdoc="{html.escape(page, quote=True)}" title="{html.escape(self.title, quote=True)}" '

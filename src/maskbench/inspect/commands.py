@@ -12,7 +12,7 @@ PROBE_KIND = "probe result"
 
 
 def register(subparsers) -> None:
-    from ..cli import add_examples, add_set_argument
+    from ..arguments import add_examples, add_set_argument
 
     att = subparsers.add_parser(
         "attention", help="interactive attention views in one offline HTML file",

@@ -21,13 +21,17 @@ import os
 import zlib
 from importlib import resources
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from ..errors import MaskbenchError
 from ..io import write_text
-from .attention import VIEWS, AttentionData, AttentionSet
+if TYPE_CHECKING:  # annotations only: attention imports this module for `to_html`
+    from .attention import AttentionData, AttentionSet
+
+#: The views one page can hold, in the order they appear.
+VIEWS = ("head", "model", "neuron")
 
 
 def parse_views(views: Sequence[str] | str) -> tuple[str, ...]:

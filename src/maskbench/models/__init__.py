@@ -4,7 +4,7 @@ from ..lazy import lazy_exports
 
 # Submodules import torch; they load on first use so that `maskbench --help` stays fast.
 _EXPORTS = {
-    "load_model": "checkpoint", "save_model": "checkpoint",
+    "load_model": "loading", "save_model": "checkpoint",
     "EncoderConfig": "encoder", "EncoderModel": "encoder", "EncoderOutput": "encoder",
     "EncoderDecoderConfig": "encoder_decoder", "EncoderDecoderModel": "encoder_decoder",
     "EncoderForPretraining": "heads", "EncoderForSequenceClassification": "heads",

@@ -105,7 +105,7 @@ def read_state(directory: Path, verify: bool = True) -> dict[str, torch.Tensor]:
     if not weights.is_file():
         raise CheckpointError(f"{weights} is missing; the folder is not a complete model")
     if verify:
-        expected = _read_meta(directory).get("weights_sha256")
+        expected = read_meta(directory).get("weights_sha256")
         if expected and sha256_file(weights) != expected:
             raise CheckpointError(f"{weights} is corrupted (checksum differs from config.json); re-export or use another checkpoint")
     try:
@@ -135,7 +135,7 @@ def check_config_against_weights(directory: Path, architecture: str, config: dic
     check_state(expected, found, f"{directory / CONFIG} does not describe {WEIGHTS}")
 
 
-def _read_meta(directory: Path) -> dict:
+def read_meta(directory: Path) -> dict:
     try:
         meta = read_json(directory / CONFIG)
     except Exception as e:
@@ -227,34 +227,6 @@ def assemble(architecture: str, config: dict, head_info: dict | None, state: dic
         usable = {k: v for k, v in rest.items() if k in own and own[k].shape == v.shape}
         model.load_state_dict(usable, strict=False)
     return model
-
-
-def load_model(path: str | os.PathLike, head: str | None = None, num_labels: int | None = None,
-               seed: int = 0, verify: bool = True) -> nn.Module:
-    """Load a maskbench model folder, a pretraining run folder or a Hugging Face folder.
-
-    `head`: None keeps the saved architecture; "encoder" returns the bare `EncoderModel`; "pretraining"
-    an `EncoderForPretraining`; "classification" an `EncoderForSequenceClassification` with `num_labels`
-    outputs (a new classifier initialised from `seed` unless the saved one has the same shape).
-    The model is returned in eval mode on the CPU in float32.
-    """
-    directory = resolve_model_dir(path)
-    meta = _read_meta(directory)
-    if meta.get("model_type", NATIVE_MODEL_TYPE) != NATIVE_MODEL_TYPE and "architecture" not in meta:
-        from .hf import import_hf_state
-
-        architecture, config, head_info, state = import_hf_state(directory)
-    else:
-        for key in ("architecture", "config"):
-            if key not in meta:
-                raise CheckpointError(f"{directory / CONFIG} lacks '{key}'; it is not a maskbench model folder")
-        architecture, config, head_info = meta["architecture"], meta["config"], meta.get("head")
-        if not isinstance(config, dict):
-            raise CheckpointError(f"{directory / CONFIG}: 'config' is not a table of model settings")
-        check_config_against_weights(directory, architecture, config, head_info)
-        state = read_state(directory, verify)
-    model = assemble(architecture, config, head_info, state, str(directory), head, num_labels, seed)
-    return model.float().eval()
 
 
 def model_config_json(path: str | os.PathLike) -> dict:

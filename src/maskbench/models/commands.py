@@ -89,7 +89,7 @@ def _row(name: str, vocab_size: int | None) -> dict:
     else:
         meta = model_config_json(name)
         if "architecture" not in meta:
-            from .hf import import_hf_state
+            from .hf_import import import_hf_state
 
             from .checkpoint import resolve_model_dir
 

@@ -181,13 +181,6 @@ class EncoderForSequenceClassification(nn.Module):
         self.classifier = nn.Linear(config.hidden_size, num_labels)
         init_weights(self.classifier, config.initializer_range, generator)
 
-    @classmethod
-    def from_pretrained(cls, path, num_labels: int, seed: int = 0) -> "EncoderForSequenceClassification":
-        """Encoder weights from a model/run/Hugging Face folder; a new classifier initialised from `seed`."""
-        from .checkpoint import load_model
-
-        return load_model(path, head="classification", num_labels=num_labels, seed=seed)
-
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 token_type_ids: torch.Tensor | None = None, labels: torch.Tensor | None = None,
                 **unused) -> dict:

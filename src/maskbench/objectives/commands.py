@@ -13,7 +13,7 @@ def register(subparsers) -> None:
     listing.add_argument("--json", action="store_true", help="print machine-readable JSON")
     listing.add_argument("--vocab-size", type=int, default=30522,
                          help="vocabulary size assumed when checking (maskbench's special-token layout)")
-    from ..cli import add_examples, add_set_argument
+    from ..arguments import add_examples, add_set_argument
 
     add_set_argument(listing, "mask_rate=0.4")
     add_examples(listing, "maskbench objectives", "maskbench objectives mlm --set mask_rate=0.4 --set unit=whole_word",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
-    from ..cli import add_examples, add_set_argument
+    from ..arguments import add_examples, add_set_argument
 
     parser = subparsers.add_parser(
         "pretrain", help="pretrain a model with any objective (DDP with torchrun)",
