@@ -18,3 +18,11 @@ def test_iid_objectives_draw_bernoulli_noise(scale):
     for cell in iid:  # spelled out in the preset, and the objectives' own default
         assert get_dotted(cell.config, "pretrain.objective.sampling") == "bernoulli"
     assert NoiseObjective.__dataclass_fields__["sampling"].default == "bernoulli"
+
+
+@pytest.mark.parametrize("preset", ["t5-objectives", "t5-data-size", "t5-multitask"])
+def test_paper_scale_pretrains_the_baselines_2_to_the_19_steps(preset):
+    """Section 3.1.2: every baseline is pre-trained for 2^19 = 524,288 steps of 128 x 512 tokens (2^35 tokens)."""
+    for cell in load_spec(preset).resolve("paper"):
+        assert get_dotted(cell.config, "pretrain.budget.steps") == 2 ** 19
+        assert get_dotted(cell.config, "pretrain.batch.size") == 128
