@@ -109,3 +109,14 @@ def test_stage_commands_do_not_import_the_cli():
     for name, imported in edges.items():
         if name.endswith(".commands"):
             assert "maskbench.cli" not in imported, name
+
+
+def test_help_loads_neither_torch_nor_tokenizers():
+    """`maskbench --help` builds every stage's parser; the lazy imports exist so that it stays fast."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from maskbench.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in ('torch', 'tokenizers', 'transformers', 'matplotlib') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

@@ -8,6 +8,7 @@ dotted key. Validation of ranges lives in each dataclass's `__post_init__`, usin
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import hashlib
@@ -218,8 +219,6 @@ def parse_value(text: str) -> Any:
 
 def apply_overrides(data: dict, overrides: typing.Iterable[str]) -> dict:
     """Apply `section.key=value` overrides to a nested dict (a copy is returned)."""
-    import copy
-
     data = copy.deepcopy(data)
     for item in overrides or ():
         if "=" not in item:

@@ -266,8 +266,8 @@ def save_safetensors(tensors: dict, path: str | os.PathLike, metadata: dict[str,
     in their bytes (and their sha256). The header is rewritten in place with sorted metadata: same length,
     same tensors, reproducible bytes.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import save_file
+    from safetensors import SafetensorError  # lazy: `maskbench --help` imports this module
+    from safetensors.torch import save_file  # lazy: `maskbench --help` imports this module
 
     path = Path(path)
     with atomic_path(path) as tmp:

@@ -12,6 +12,8 @@ import os
 import sys
 import time
 
+from tqdm import tqdm
+
 
 def _interval() -> float:
     try:
@@ -61,7 +63,6 @@ def progress_bar(total, desc: str, unit: str, initial=0, leave: bool = False, **
     """A tqdm bar when stderr is a terminal, else `PlainProgress` (periodic whole lines)."""
     if not sys.stderr.isatty():
         return PlainProgress(total, desc, unit, initial)
-    from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit=unit, initial=initial, file=sys.stderr, leave=leave,
                 dynamic_ncols=True, **tqdm_options)

@@ -59,8 +59,8 @@ def progress_enabled() -> bool:
 
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch's global generators (explicit generators are still preferred)."""
-    import numpy as np
-    import torch
+    import numpy as np  # lazy: `maskbench --help` imports this module
+    import torch  # lazy: `maskbench --help` imports this module
 
     random.seed(seed)
     np.random.seed(seed % (2**32))
@@ -68,7 +68,7 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_device(name: str = "auto") -> "torch.device":
-    import torch
+    import torch  # lazy: `maskbench --help` imports this module
 
     if name == "auto":
         if torch.cuda.is_available():

@@ -122,7 +122,7 @@ def test_fsdp_resumes_its_checkpoint_bit_for_bit(tiny_data, tmp_path):
     _drop_newest_checkpoint(run)
     resumed = _torchrun("--out", str(run), "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "(step 3)" in resumed.stderr and SHARDED in resumed.stderr
+    assert "continuing from step 3" in resumed.stderr and SHARDED in resumed.stderr
 
     assert _records(run, "train") == _records(tmp_path / "whole", "train")
     assert [r["step"] for r in _records(run, "train")] == [1, 2, 3, 4, 5, 6]
@@ -151,7 +151,7 @@ def test_checkpoints_move_between_fsdp_and_one_process(runs, tmp_path):
     _drop_newest_checkpoint(from_one)
     sharded = _torchrun("--out", str(from_one), "--resume")
     assert sharded.returncode == 0, sharded.stderr[-3000:]
-    assert "(step 3)" in sharded.stderr and SHARDED in sharded.stderr
+    assert "continuing from step 3" in sharded.stderr and SHARDED in sharded.stderr
 
     for run, world_size in ((from_fsdp, 1), (from_one, 2)):
         _assert_close_curves(one, run, range(4, 7))

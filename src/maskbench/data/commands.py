@@ -7,11 +7,16 @@ Handlers import numpy/tokenizers inside, so `maskbench --help` stays fast; each 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
+
+from ..config import load_config
+from .tokenizer import special_ids, tokenizer_hash, train_tokenizer
 
 
 def register(subparsers) -> None:
-    from ..arguments import add_examples, add_set_argument
+    from ..arguments import add_examples, add_set_argument  # lazy: `maskbench --help` imports this module
 
     corpus = subparsers.add_parser("corpus", help="write the built-in synthetic corpus and tasks")
     corpus_sub = corpus.add_subparsers(dest="corpus_command", metavar="WHAT")
@@ -79,9 +84,7 @@ def register(subparsers) -> None:
 
 
 def _corpus_synth(args: argparse.Namespace) -> int:
-    import json
-
-    from .synth import generate_corpus
+    from .synth import generate_corpus  # lazy: `maskbench --help` imports this module
 
     path = generate_corpus(args.out, tokens=args.tokens, seed=args.seed, language=args.language,
                            overwrite=args.overwrite, profile=args.profile)
@@ -92,7 +95,7 @@ def _corpus_synth(args: argparse.Namespace) -> int:
 
 
 def _corpus_tasks(args: argparse.Namespace) -> int:
-    from .synth import write_tasks
+    from .synth import write_tasks  # lazy: `maskbench --help` imports this module
 
     folders = write_tasks(args.out, seed=args.seed, language=args.language, train=args.train, dev=args.dev,
                           test=args.test, overwrite=args.overwrite, profile=args.profile)
@@ -102,10 +105,6 @@ def _corpus_tasks(args: argparse.Namespace) -> int:
 
 
 def _tokenizer_train(args: argparse.Namespace) -> int:
-    import time
-
-    from .tokenizer import special_ids, tokenizer_hash, train_tokenizer
-
     start = time.perf_counter()
     tok = train_tokenizer(args.input, kind=args.kind, vocab_size=args.vocab_size, out_path=args.out,
                           lowercase=not args.cased, min_frequency=args.min_frequency, text_field=args.text_field,
@@ -119,17 +118,14 @@ def _tokenizer_train(args: argparse.Namespace) -> int:
 
 def prepare_config_from_args(args: argparse.Namespace):
     """PrepareConfig from --config, then explicit flags, then --set (the last word wins)."""
-    from ..config import load_config
-    from .shards import PrepareConfig
+    from .shards import PrepareConfig  # lazy: `maskbench --help` imports this module
 
     flags = {key: getattr(args, key, None) for key in ("seq_len", "val_fraction", "seed", "sentences", "text_field")}
     return load_config(PrepareConfig, args.config, args.overrides, flags=flags)
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    import time
-
-    from .shards import prepare
+    from .shards import prepare  # lazy: `maskbench --help` imports this module
 
     config = prepare_config_from_args(args)
     start = time.perf_counter()
@@ -149,7 +145,7 @@ def _print_manifest(root, manifest: dict) -> None:
 
 
 def _shards(args: argparse.Namespace) -> int:
-    from .shards import Shards
+    from .shards import Shards  # lazy: `maskbench --help` imports this module
 
     shards = Shards.open(args.dir, verify=args.verify)
     _print_manifest(args.dir, shards.manifest)

@@ -78,7 +78,7 @@ def encode_pairs(tokenizer, texts: Sequence, pairs: Sequence[str] | None = None,
     if budget < 1:
         raise MaskbenchError(f"max_length {max_length} leaves no room for text between the special tokens")
     if tokenizer.padding is not None or tokenizer.truncation is not None:  # this layout pads and cuts itself
-        from tokenizers import Tokenizer
+        from tokenizers import Tokenizer  # lazy: `maskbench --help` imports this module
 
         tokenizer = Tokenizer.from_str(tokenizer.to_str())
         tokenizer.no_padding()

@@ -22,6 +22,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..config import nearest
 from ..errors import DataError
 
 MNLI_LABELS = ["contradiction", "entailment", "neutral"]
@@ -197,7 +198,6 @@ def _column(header: list[str], name: str | int | None, path: Path) -> int | None
     stripped = [h.strip() for h in header]
     if name in stripped:
         return stripped.index(name)
-    from ..config import nearest
 
     hint = nearest(name, stripped)
     tail = f"; did you mean '{hint}'?" if hint else ""
@@ -450,8 +450,6 @@ def load_task_json(folder: Path) -> Task:
              "metric", "index", "splits", "sizes", "regression"}
     for key in spec:
         if key not in known:
-            from ..config import nearest
-
             hint = nearest(key, known)
             tail = f"; did you mean '{hint}'?" if hint else ""
             raise DataError(f"{folder / 'task.json'}: unknown key '{key}'{tail}")
@@ -491,7 +489,6 @@ def load_task(name_or_dir: str | Path, data_dir: str | Path | None = None,
     if given.is_dir():
         return _load_plain_folder(given)
     known = ", ".join(spec.name for spec in GLUE_TASKS.values())
-    from ..config import nearest
 
     hint = nearest(str(name_or_dir), [s.name for s in GLUE_TASKS.values()])
     tail = f"; did you mean '{hint}'?" if hint else ""

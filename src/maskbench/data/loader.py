@@ -31,6 +31,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..errors import ConfigError, DataError
 from .encoding import truncation
@@ -44,8 +45,6 @@ def _seeded(*words: int) -> np.random.Generator:
 
 
 def _load_torch():
-    import torch
-
     try:
         from torch.utils.data import Dataset
     except ImportError:  # pragma: no cover

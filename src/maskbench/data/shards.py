@@ -20,6 +20,7 @@ probability `val_fraction` (seeded), so no document is split across the two.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +28,13 @@ from typing import Sequence
 
 import numpy as np
 
-from ..config import check_choice, check_range, to_dict
+from .. import __version__
+from ..config import check_choice, check_range, nearest, save_toml, to_dict
 from ..errors import DataError
-from ..io import claim_out_dir, marked_kind, read_json, sha256_file, write_json
+from ..io import atomic_dir, claim_out_dir, marked_kind, read_json, sha256_file, write_json
+from .sources import (batched_documents, describe_inputs, iter_documents, progress as progress_bar, resolve_inputs,
+                      total_bytes)
+from .tokenizer import canonical_json, load_tokenizer, special_ids, token_dtype, tokenizer_hash
 
 FORMAT = "maskbench-shards"
 FORMAT_VERSION = 1
@@ -178,13 +183,6 @@ def prepare(inputs: Sequence[str | Path] | str | Path, tokenizer_path: str | Pat
     renamed to `out_dir` only when complete, so an interrupted or failed run leaves nothing that looks valid.
     Re-running with the same inputs, tokenizer and settings is a no-op that returns the existing manifest.
     """
-    from .. import __version__
-    from ..config import save_toml
-    from ..io import atomic_dir
-    from .sources import batched_documents, describe_inputs, iter_documents, progress as progress_bar
-    from .sources import resolve_inputs, total_bytes
-    from .tokenizer import canonical_json, load_tokenizer, token_dtype, tokenizer_hash
-
     if config is None:
         config = PrepareConfig(seq_len=seq_len, val_fraction=val_fraction, seed=seed)
     out_dir = Path(out_dir)
@@ -258,8 +256,6 @@ def prepare(inputs: Sequence[str | Path] | str | Path, tokenizer_path: str | Pat
 
 
 def _sha(text: str) -> str:
-    import hashlib
-
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -394,19 +390,13 @@ class Shards:
         return self.root / self.manifest.get("tokenizer", "tokenizer.json")
 
     def tokenizer(self):
-        from .tokenizer import load_tokenizer
-
         return load_tokenizer(self.tokenizer_path)
 
     def special_ids(self):
-        from .tokenizer import special_ids
-
         return special_ids(self.tokenizer())
 
     def split(self, name: str) -> SplitArrays:
         if name not in self.manifest["splits"]:
-            from ..config import nearest
-
             hint = nearest(name, self.manifest["splits"])
             raise DataError(f"no split {name!r} in {self.root}" + (f"; did you mean '{hint}'?" if hint else ""))
         if name not in self._splits:

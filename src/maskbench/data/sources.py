@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
+from tqdm.auto import tqdm
+
 from ..errors import DataError
 
 #: Files a folder input contributes (anything else in the folder is left alone).
@@ -223,7 +225,7 @@ def _jsonl_documents(source: Source, text_field: str, sentences: str, on_bytes) 
 
 def _hf_dataset(source: Source):
     try:
-        import datasets
+        import datasets  # lazy: optional dependency (or slow), only this path needs it
     except ImportError:
         raise DataError(f"{source.spec} needs the optional 'datasets' package: pip install 'maskbench[hf]'") from None
     if source.path is not None:
@@ -300,8 +302,6 @@ def describe_inputs(sources: Sequence[Source]) -> list[dict]:
 
 def progress(total: int | None, desc: str, disable: bool | None = None):
     """A tqdm bar in bytes (shows MB/s) on stderr."""
-    from tqdm.auto import tqdm
-
     return tqdm(total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1000, dynamic_ncols=True,
                 disable=disable, leave=False)
 

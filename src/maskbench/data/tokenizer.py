@@ -12,11 +12,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import unicodedata
+from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from ..config import nearest
 from ..errors import DataError
 from ..io import atomic_path
 
@@ -57,8 +60,6 @@ class SpecialIds:
 
 def _check_kind(kind: str) -> None:
     if kind not in KINDS:
-        from ..config import nearest
-
         hint = nearest(kind, KINDS)
         tail = f"; did you mean '{hint}'?" if hint else ""
         raise DataError(f"unknown tokenizer kind {kind!r}: use one of {', '.join(KINDS)}{tail}")
@@ -71,7 +72,7 @@ def _check_vocab_size(vocab_size: int) -> None:
 
 
 def _post_processor(cls_id: int, sep_id: int):
-    from tokenizers import processors
+    from tokenizers import processors  # lazy: `maskbench --help` imports this module
 
     return processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
@@ -82,7 +83,7 @@ def _post_processor(cls_id: int, sep_id: int):
 
 def build_untrained(kind: str, lowercase: bool = True):
     """An empty tokenizer of `kind` with its normalizer, pre-tokenizer and decoder, plus its trainer class."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers  # lazy: `maskbench --help` imports this module
 
     _check_kind(kind)
     if kind == "wordpiece":
@@ -107,7 +108,7 @@ def build_untrained(kind: str, lowercase: bool = True):
 
 
 def _trainer(kind: str, vocab_size: int, min_frequency: int, show_progress: bool):
-    from tokenizers import pre_tokenizers, trainers
+    from tokenizers import pre_tokenizers, trainers  # lazy: `maskbench --help` imports this module
 
     if kind == "wordpiece":
         return trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
@@ -130,7 +131,7 @@ def train_tokenizer(inputs: Sequence[str | Path] | str | Path, kind: str = "word
     is attached so `tokenizer.encode(a, b)` gives BERT's pair layout with type ids. Written atomically to
     `out_path` (a `tokenizer.json`) when given.
     """
-    from .sources import iter_sentences, resolve_inputs
+    from .sources import iter_sentences, resolve_inputs  # lazy: `maskbench --help` imports this module
 
     _check_kind(kind)
     _check_vocab_size(vocab_size)
@@ -187,8 +188,6 @@ _TO_CONTINUATION = {i: _CONTINUATION + i for i in range(0x10000)}
 @lru_cache(maxsize=1)
 def _bert_words() -> "re.Pattern":
     """Words as BertPreTokenizer splits them: runs of non-space non-punctuation, or one punctuation mark."""
-    import unicodedata
-
     ascii_punct = [chr(c) for c in range(128) if chr(c) in "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"]
     unicode_punct = [chr(c) for c in range(128, 0x10000) if unicodedata.category(chr(c)).startswith("P")]
     punct = "".join(re.escape(c) for c in ascii_punct + unicode_punct)
@@ -207,9 +206,7 @@ def _unmark(piece: str) -> str:
 
 
 def _train_wordpiece(tok, batches, vocab_size: int, min_frequency: int, show_progress: bool):
-    from collections import Counter
-
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers  # lazy: `maskbench --help` imports this module
 
     normalizer = tok.normalizer
     words = _bert_words()
@@ -251,7 +248,7 @@ def _canonical(tok, kind: str):
     prints scores with more digits than its JSON reader round-trips; sorting ties by piece and rounding the
     log-probabilities to 1e-6 makes training deterministic and `tokenizer_hash` stable across save/load.
     """
-    from tokenizers import Tokenizer
+    from tokenizers import Tokenizer  # lazy: `maskbench --help` imports this module
 
     data = json.loads(tok.to_str())
     if kind == "unigram":
@@ -287,7 +284,7 @@ def save_tokenizer(tokenizer, path: str | Path) -> Path:
 
 def _from_vocab_txt(path: Path, lowercase: bool | None):
     """A BERT WordPiece tokenizer from `vocab.txt` (one token per line; line number = id)."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers  # lazy: `maskbench --help` imports this module
 
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -321,7 +318,7 @@ def _from_vocab_txt(path: Path, lowercase: bool | None):
 
 def load_tokenizer(path: str | Path, lowercase: bool | None = None):
     """Load a `tokenizer.json`, a BERT `vocab.txt`, or a folder holding either (tokenizer.json preferred)."""
-    from tokenizers import Tokenizer
+    from tokenizers import Tokenizer  # lazy: `maskbench --help` imports this module
 
     path = Path(path)
     if path.is_dir():

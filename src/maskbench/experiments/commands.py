@@ -6,9 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..config import canonical_json
+from ..errors import MaskbenchError
+
 
 def register(subparsers) -> None:
-    from ..arguments import add_examples, add_set_argument
+    from ..arguments import add_examples, add_set_argument  # lazy: `maskbench --help` imports this module
 
     exp = subparsers.add_parser("experiment", help="run a study (a spec or preset) and write its report",
                                 description="Run the comparisons of the four studies, or your own grid, with "
@@ -53,16 +56,14 @@ def register(subparsers) -> None:
 
 
 def _check_jobs(jobs: int) -> None:
-    from ..errors import MaskbenchError
-
     if jobs < 1:
         raise MaskbenchError(f"--jobs must be at least 1, got {jobs}")
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from .report import terminal_table
-    from .runner import run_experiment
-    from .spec import load_spec
+    from .report import terminal_table  # lazy: `maskbench --help` imports this module
+    from .runner import run_experiment  # lazy: `maskbench --help` imports this module
+    from .spec import load_spec  # lazy: `maskbench --help` imports this module
 
     _check_jobs(args.jobs)
     spec = load_spec(args.spec, overrides=args.overrides)
@@ -78,10 +79,9 @@ def run_command(args: argparse.Namespace) -> int:
 def dry_run_text(spec, scale: str, out: Path) -> str:
     """The recipe a run would use: the first cell's sections with every default filled in (TOML; unset
     keys omitted), then each cell's label and the keys its axes set."""
-    import tomli_w
+    import tomli_w  # lazy: `maskbench --help` imports this module
 
-    from ..config import canonical_json
-    from .stages import validate_config
+    from .stages import validate_config  # lazy: `maskbench --help` imports this module
 
     cells = spec.resolve(scale)
     resolved = [validate_config(cell.config) for cell in cells]
@@ -105,7 +105,7 @@ def _without_none(value):
 
 
 def report_command(args: argparse.Namespace) -> int:
-    from .report import write_report
+    from .report import write_report  # lazy: `maskbench --help` imports this module
 
     paths = write_report(args.dir)
     print(f"wrote {paths['markdown']}\nwrote {paths['html']}")
@@ -113,7 +113,7 @@ def report_command(args: argparse.Namespace) -> int:
 
 
 def list_command(args: argparse.Namespace) -> int:
-    from .spec import list_presets, load_spec
+    from .spec import list_presets, load_spec  # lazy: `maskbench --help` imports this module
 
     rows = [("preset", "tiny", "small", "paper", "description")]
     for name in list_presets():
@@ -128,7 +128,7 @@ def list_command(args: argparse.Namespace) -> int:
 
 
 def demo_command(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .demo import run_demo  # lazy: `maskbench --help` imports this module
 
     _check_jobs(args.jobs)
     index = run_demo(args.out, jobs=args.jobs, progress=not args.quiet, overrides=args.overrides)

@@ -13,16 +13,16 @@ import sys
 import time
 from pathlib import Path
 
+from .report import collect, evaluate_claims, plain_words, terminal_table
+from .runner import print_failures, run_experiment
+from .spec import load_spec
+
 DEMO_PRESET = "demo"
 
 
 def run_demo(out: str | os.PathLike = "maskbench-demo", jobs: int = 1, progress: bool = True,
              overrides: list[str] | None = None, stages=None, scale: str = "tiny") -> dict:
     """Run the demo experiment into `out`; prints a short table and the report's path. Returns the index."""
-    from .report import collect, evaluate_claims, plain_words, terminal_table
-    from .runner import print_failures, run_experiment
-    from .spec import load_spec
-
     started = time.time()
     spec = load_spec(DEMO_PRESET, overrides=overrides)
     out = Path(out)

@@ -9,12 +9,17 @@ error; the stages that need it are marked failed with the cause, and everything 
 from __future__ import annotations
 
 import concurrent.futures as futures
+import importlib
 import os
 import platform
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from tqdm.auto import tqdm
 
 from ..config import dumps_toml
 from ..errors import MaskbenchError
@@ -23,6 +28,7 @@ from ..pool import worker_pool
 from .cells import INDEX, StageDef, StageRun, StageStore, cell_record, execute, plan
 from .report import write_report
 from .spec import Cell, ExperimentSpec, load_spec
+from .stages import STAGES, validate_config
 
 EXPERIMENT_KIND = "experiment"
 
@@ -67,12 +73,8 @@ def machine_info() -> dict:
 def resolve_stages(stages: dict[str, StageDef] | str | None) -> dict[str, StageDef]:
     """The stage registry: a dict, a `module:attribute` reference, or None for maskbench's real stages."""
     if stages is None:
-        from .stages import STAGES
-
         return STAGES
     if isinstance(stages, str):
-        import importlib
-
         module, _, attr = stages.partition(":")
         return getattr(importlib.import_module(module), attr or "STAGES")
     return stages
@@ -92,8 +94,6 @@ def run_experiment(spec: ExperimentSpec | str | Path | dict, out_dir: str | os.P
     registry = resolve_stages(stages)
     validator = None
     if validate and stages is None:
-        from .stages import validate_config
-
         validator = validate_config
     cells = spec.resolve(scale, validate=validator)
     out = Path(out_dir)
@@ -106,8 +106,6 @@ def run_experiment(spec: ExperimentSpec | str | Path | dict, out_dir: str | os.P
 
 def _run_cells(spec: ExperimentSpec, cells: list[Cell], out: Path, scale: str, jobs: int, stages, registry,
                progress: bool, report: bool) -> dict:
-    from tqdm.auto import tqdm
-
     store = StageStore(out)
     runs, per_cell = plan(cells, registry)
     started = time.time()
@@ -179,9 +177,6 @@ def _run_cells(spec: ExperimentSpec, cells: list[Cell], out: Path, scale: str, j
 def _sigterm_as_interrupt():
     """Treat SIGTERM (a job scheduler, `kill`) like Ctrl-C, so the index records the interruption; returns
     the function that puts the previous handler back."""
-    import signal
-    import threading
-
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
 
@@ -236,8 +231,6 @@ def _run_parallel(runs, registry, out, jobs, stages_ref, finished, blocked, labe
 
 def print_line(text: str) -> None:
     """A log line that does not break the progress bars (tqdm.write goes to stderr above them)."""
-    from tqdm.auto import tqdm
-
     tqdm.write(text, file=sys.stderr)
 
 

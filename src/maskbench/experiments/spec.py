@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal
 
-from ..config import check_choice, config_data, config_hash, from_dict, unknown_key_error
+from ..config import check_choice, config_data, config_hash, from_dict, nearest, unknown_key_error
 from ..errors import ConfigError, MaskbenchError
 
 SCALES = ("tiny", "small", "paper")
@@ -372,6 +372,4 @@ def load_spec(spec: str | Path | dict, overrides: list[str] | None = None) -> Ex
 
 
 def _nearest(key: str, valid: list[str]) -> str | None:
-    from ..config import nearest
-
     return nearest(key, valid)

@@ -19,17 +19,38 @@ returns a small JSON result for the report. The sections of a cell's configurati
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from ..config import check_choice, check_range, from_dict, to_dict
-from ..data.shards import Shards
+from ..data.shards import PrepareConfig, Shards, prepare
+from ..data.sources import iter_sentences, resolve_inputs
+from ..data.synth import generate_corpus, write_tasks
+from ..data.tokenizer import load_tokenizer, special_ids, train_tokenizer
 from ..errors import ConfigError, MaskbenchError
+from ..finetune import finetune
+from ..finetune.config import FinetuneConfig
+from ..inspect import HeadThresholds, ProbeConfig, attention, probe, write_html
+from ..inspect.heads import head_patterns, plot_heads
+from ..inspect.probes import plot_probes
 from ..io import read_json, write_json, write_text
+from ..models import load_model, save_model
+from ..models.checkpoint import model_config_json, resolve_model_dir
+from ..models.encoder import EncoderConfig
+from ..models.encoder_decoder import EncoderDecoderConfig
+from ..models.sizes import count_parameters, named_config
+from ..objectives import build_objective_for_tokenizer
+from ..objectives.pmi import build_pmi_vocabulary, write_pmi_vocabulary
 from ..runtime import progress_enabled
+from ..train import pretrain
+from ..train.config import PretrainConfig
+from ..train.loop import build_model
+from ..train.sentence_pairs import sentence_pair_accuracy
 from .cells import StageContext, StageDef
 
 SYNTH_TASKS_DIR = "tasks"
@@ -109,10 +130,6 @@ def _section(config: dict, name: str) -> dict:
 def validate_config(config: dict) -> dict:
     """Check a resolved cell configuration against every stage's dataclass (`did you mean` included);
     returns the sections with every default filled in (what `experiment run --dry-run` prints)."""
-    from ..data.shards import PrepareConfig
-    from ..finetune.config import FinetuneConfig
-    from ..train.config import PretrainConfig
-
     resolved = {"data": to_dict(from_dict(DataSection, _section(config, "data"), where="data")),
                 "tokenizer": to_dict(from_dict(TokenizerSection, _section(config, "tokenizer"), where="tokenizer")),
                 "prepare": to_dict(from_dict(PrepareConfig, _section(config, "prepare"), where="prepare"))}
@@ -145,8 +162,6 @@ def validate_config(config: dict) -> dict:
     heads = from_dict(HeadsSection, _section(config, "heads"), where="heads")
     resolved["probe"], resolved["heads"] = to_dict(probe), to_dict(heads)
     if probe.enabled or heads.enabled:
-        from ..inspect import HeadThresholds, ProbeConfig
-
         for task in probe.tasks:
             from_dict(ProbeConfig, {**probe.options, "task": task}, where="probe.options")
         from_dict(HeadThresholds, heads.options, where="heads.options")
@@ -156,8 +171,6 @@ def validate_config(config: dict) -> dict:
 
 def _under(error: ConfigError, prefix: str) -> ConfigError:
     """The error with its key, or the keys quoted in an `unknown key` message, placed under `prefix`."""
-    import re
-
     if error.key:
         return error.under(prefix)
     message = re.sub(r"(unknown key |did you mean )'([^']+)'", lambda m: f"{m.group(1)}'{prefix}.{m.group(2)}'",
@@ -188,11 +201,6 @@ class _StandardIds:
 
 def _check_model_and_objective(config) -> None:
     """Catch a misspelled model field or objective parameter when the spec is read, not minutes later."""
-    import dataclasses
-
-    from ..models.sizes import named_config
-    from ..objectives import build_objective_for_tokenizer
-
     table = dict(config.model)
     base = named_config(table.pop("size", "bert-tiny"))
     from_dict(type(base), {**dataclasses.asdict(base), **table}, where="model")
@@ -208,17 +216,11 @@ def _check_model_and_objective(config) -> None:
 
 def prepare_stage(ctx: StageContext) -> dict:
     """Corpus (synthetic or files) → tokenizer.json → shards, plus the synthetic tasks and sample sentences."""
-    from ..data.shards import PrepareConfig, prepare
-    from ..data.sources import iter_sentences, resolve_inputs
-    from ..data.tokenizer import train_tokenizer
-
     data = from_dict(DataSection, _section(ctx.config, "data"), where="data")
     tok = from_dict(TokenizerSection, _section(ctx.config, "tokenizer"), where="tokenizer")
     prep = from_dict(PrepareConfig, _section(ctx.config, "prepare"), where="prepare")
     out = ctx.out
     if data.source == "synth":
-        from ..data.synth import generate_corpus
-
         inputs = [str(generate_corpus(out / "corpus", tokens=data.synth_tokens, seed=data.seed,
                                       profile=data.synth_profile))]
     elif data.source == "files":
@@ -230,8 +232,6 @@ def prepare_stage(ctx: StageContext) -> dict:
         inputs = []
     tasks: list[str] = []
     if data.tasks:
-        from ..data.synth import write_tasks
-
         written = write_tasks(out / SYNTH_TASKS_DIR, seed=data.seed, train=data.task_train, dev=data.task_dev,
                               test=data.task_dev, tasks=tuple(data.tasks), profile=data.synth_profile)
         tasks = sorted(written)
@@ -261,8 +261,6 @@ def prepare_stage(ctx: StageContext) -> dict:
 
 
 def _vocab_size(tokenizer_path: Path) -> int:
-    from ..data.tokenizer import load_tokenizer
-
     return load_tokenizer(tokenizer_path).get_vocab_size(with_added_tokens=True)
 
 
@@ -279,8 +277,6 @@ def pretrain_key(config: dict) -> dict:
 
 
 def _pretrain_config(ctx: StageContext):
-    from ..train.config import PretrainConfig
-
     section = copy.deepcopy(_section(ctx.config, "pretrain"))
     section.pop("enabled", None)
     if not progress_enabled():
@@ -296,8 +292,6 @@ def _pretrain_config(ctx: StageContext):
 
 def _pmi_vocabulary(ctx: StageContext) -> Path:
     """PMI-masking's n-gram vocabulary (Levine et al. 2021), built from the cell's own training shards."""
-    from ..objectives.pmi import build_pmi_vocabulary, write_pmi_vocabulary
-
     path = ctx.out / "pmi.json"
     if not path.is_file():
         write_pmi_vocabulary(build_pmi_vocabulary(ctx.parents["prepare"] / "shards", progress=progress_enabled()), path)
@@ -314,7 +308,6 @@ def pretrain_stage(ctx: StageContext) -> dict:
     tokenizer = ctx.parents["prepare"] / "tokenizer.json"
     if not _section(ctx.config, "pretrain").get("enabled", True):
         return _random_model(config, tokenizer, ctx.out / "model")
-    from ..train import pretrain
 
     run = ctx.out / "run"
     summary = pretrain(config, run, resume=ctx.resume and run.exists())
@@ -327,9 +320,6 @@ def pretrain_stage(ctx: StageContext) -> dict:
 
 def _sentence_pairs(model_dir: Path, config) -> dict:
     """ALBERT's intrinsic table: the sentence head scored on held-out NSP pairs and SOP pairs."""
-    from ..models import load_model
-    from ..train.sentence_pairs import sentence_pair_accuracy
-
     model = load_model(model_dir)
     seq_len = config.data.seq_len or Shards.open(config.data.shards).manifest.get("seq_len") or 128
     scores = sentence_pair_accuracy(model, config.data.shards, int(seq_len), batch_size=config.batch.size,
@@ -339,8 +329,6 @@ def _sentence_pairs(model_dir: Path, config) -> dict:
 
 def _external_model(model_path: str) -> dict:
     """A model that was pretrained elsewhere (a maskbench run or model folder, a Hugging Face folder)."""
-    from ..models.checkpoint import resolve_model_dir
-
     path = Path(model_path).expanduser()
     if not path.exists():
         raise ConfigError(f"model folder not found: {path}; download or import it first (see docs/experiments.md) "
@@ -350,7 +338,6 @@ def _external_model(model_path: str) -> dict:
     try:
         result.update(_parameter_counts(model_dir))
     except (MaskbenchError, KeyError):  # a Hugging Face folder: counted when loaded
-        from ..models import load_model
 
         model = load_model(model_dir, head="encoder")
         result["parameters"] = int(sum(p.numel() for p in model.parameters()))
@@ -366,12 +353,6 @@ def _tokenizer_of(ctx: StageContext) -> Path:
 
 def _random_model(config, tokenizer: Path, out: Path) -> dict:
     """The baseline: the model pretraining would start from (same table, same seed), saved untrained."""
-    from ..data.tokenizer import load_tokenizer, special_ids
-    from ..models import save_model
-    from ..models.encoder_decoder import EncoderDecoderConfig
-    from ..models.sizes import named_config
-    from ..train.loop import build_model
-
     tok = load_tokenizer(tokenizer)
     vocab = tok.get_vocab_size(with_added_tokens=True)
     seq2seq = isinstance(named_config(config.model.get("size", "bert-tiny")), EncoderDecoderConfig)
@@ -382,11 +363,6 @@ def _random_model(config, tokenizer: Path, out: Path) -> dict:
 
 
 def _parameter_counts(model_dir: Path) -> dict:
-    from ..models.checkpoint import model_config_json
-    from ..models.encoder import EncoderConfig
-    from ..models.encoder_decoder import EncoderDecoderConfig
-    from ..models.sizes import count_parameters
-
     meta = model_config_json(model_dir)
     cls = EncoderDecoderConfig if meta.get("architecture") == "EncoderDecoderModel" else EncoderConfig
     count = count_parameters(from_dict(cls, meta["config"]))
@@ -445,9 +421,6 @@ def finetune_key(config: dict) -> dict:
 
 def finetune_stage(ctx: StageContext) -> dict:
     """One task × method × seed (the runner spreads seeds over stages so each is resumable on its own)."""
-    from ..finetune import finetune
-    from ..finetune.config import FinetuneConfig
-
     section = {k: v for k, v in _section(ctx.config, "finetune").items() if k not in OWN_FINETUNE_KEYS}
     task = ctx.params["task"]
     prepared = ctx.parents["prepare"]
@@ -485,9 +458,6 @@ def _score(run: Path, params: dict, summary: dict) -> dict:
 
 
 def _load_pretrained(ctx: StageContext):
-    from ..data.tokenizer import load_tokenizer
-    from ..models import load_model
-
     model_dir = ctx.parents["pretrain"] / ctx.parent_results["pretrain"].get("model", "model")
     return load_model(model_dir), load_tokenizer(_tokenizer_of(ctx))
 
@@ -499,9 +469,6 @@ def _samples(ctx: StageContext) -> list[str]:
 
 def probe_stage(ctx: StageContext) -> dict:
     """A linear probe per layer on frozen hidden states, for each probe task (accuracy per layer)."""
-    from ..inspect import ProbeConfig, probe
-    from ..inspect.probes import plot_probes
-
     section = from_dict(ProbeSection, _section(ctx.config, "probe"), where="probe")
     model, tokenizer = _load_pretrained(ctx)
     layers: dict[str, list[float]] = {}
@@ -525,9 +492,6 @@ def probe_stage(ctx: StageContext) -> dict:
 
 def heads_stage(ctx: StageContext) -> dict:
     """Classify every head over sample sentences: heads.json and the layer × head map heads.png."""
-    from ..inspect import HeadThresholds
-    from ..inspect.heads import head_patterns, plot_heads
-
     section = from_dict(HeadsSection, _section(ctx.config, "heads"), where="heads")
     model, tokenizer = _load_pretrained(ctx)
     texts = _samples(ctx)[: section.samples]
@@ -541,8 +505,6 @@ def heads_stage(ctx: StageContext) -> dict:
 
 def attention_stage(ctx: StageContext) -> dict:
     """A self-contained attention view (head, model and neuron views) of one sentence."""
-    from ..inspect import attention, write_html
-
     section = from_dict(AttentionSection, _section(ctx.config, "attention"), where="attention")
     model, tokenizer = _load_pretrained(ctx)
     text = section.text or _samples(ctx)[0]

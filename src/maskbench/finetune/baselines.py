@@ -10,6 +10,8 @@ ridge regression for regression tasks, fitted on at most `MAX_TRAIN` training ex
 from __future__ import annotations
 
 import numpy as np
+from sklearn.feature_extraction.text import CountVectorizer
+from sklearn.linear_model import LogisticRegression, Ridge
 
 from .metrics import compute
 
@@ -26,13 +28,11 @@ def _texts(examples) -> list[str]:
 
 def task_baselines(prep) -> dict[str, dict[str, dict[str, float]]]:
     """{"majority": {dev split: metrics}, "bag_of_words": {...}} for a `Prepared` task (labels as encoded)."""
-    from sklearn.feature_extraction.text import CountVectorizer
-    from sklearn.linear_model import LogisticRegression, Ridge
-
     labels = prep.splits["train"].labels[:MAX_TRAIN]
     regression = prep.num_labels == 1
     vectorizer = CountVectorizer(ngram_range=(1, 2), min_df=1, token_pattern=r"(?u)\b\w+\b")
-    features = vectorizer.fit_transform(_texts(prep.task.splits["train"])[:MAX_TRAIN])
+    # the prepared split holds the first examples (`max_train_examples` too): the same rows as the raw texts
+    features = vectorizer.fit_transform(_texts(prep.task.splits["train"])[:len(labels)])
     if regression:
         model = Ridge(alpha=1.0).fit(features, labels)
         constant = float(np.mean(labels))

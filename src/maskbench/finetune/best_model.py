@@ -14,6 +14,7 @@ from pathlib import Path
 from ..errors import CheckpointError
 from ..io import write_text
 from ..models.checkpoint import model_config_json, save_model
+from ..models.hf import export_model
 
 MODEL_DIR = "model"
 
@@ -21,8 +22,6 @@ MODEL_DIR = "model"
 def save_best_model(model, folder: Path, checkpoint: str, tokenizer_json: str | None) -> dict:
     """Write `model` (eval-ready, plain parameters) to `folder`; returns best.json's `model_format` ("hf" or
     "maskbench") and, for the latter, `model_note` (why transformers could not take it)."""
-    from ..models.hf import export_model
-
     try:
         origin = model_config_json(checkpoint) if not checkpoint.startswith("random:") else {}
     except CheckpointError:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+
+from ..config import load_config, to_dict
 
 
 def _list(text: str) -> list[str]:
@@ -16,14 +19,14 @@ def _seeds(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"seeds must be integers separated by commas, got {text!r}") from None
 
 
+BY_SIZE = ("lr", "epochs", "warmup")  # FinetuneConfig keys left unset take the model size's defaults
+
+
 def keys_table() -> str:
     """Every `--set` key of FinetuneConfig with its default, for `finetune --help`."""
-    import dataclasses
+    from .config import FinetuneConfig  # lazy: `maskbench --help` imports this module
 
-    from ..config import to_dict
-    from .config import FinetuneConfig
-
-    lines = ["keys for --set and --config (default; lr empty = chosen for the model's size):"]
+    lines = ["keys for --set and --config (default; (by size) = chosen for the model's size, see docs/finetuning.md):"]
 
     def walk(obj, prefix: str) -> None:
         for f in dataclasses.fields(obj):
@@ -31,6 +34,9 @@ def keys_table() -> str:
             if dataclasses.is_dataclass(value):
                 walk(value, f"{prefix}{f.name}.")
             else:
+                if value is None and not prefix and f.name in BY_SIZE:
+                    lines.append(f"  {f.name} = (by size)")
+                    continue
                 shown = to_dict(value) if value is not None else ""
                 lines.append(f"  {prefix}{f.name} = {shown!r}" if isinstance(shown, str) and shown else
                              f"  {prefix}{f.name} = {shown}")
@@ -40,7 +46,7 @@ def keys_table() -> str:
 
 
 def register(subparsers) -> None:
-    from ..arguments import add_examples, add_set_argument
+    from ..arguments import add_examples, add_set_argument  # lazy: `maskbench --help` imports this module
 
     p = subparsers.add_parser(
         "finetune", help="fine-tune on a GLUE-format task: vanilla, child_f, child_d, l2sp, mixout over seeds",
@@ -76,10 +82,9 @@ def register(subparsers) -> None:
 
 
 def _finetune(args) -> int:
-    from ..config import load_config
-    from .config import FinetuneConfig
-    from .seeds import finetune
-    from .summary import to_markdown
+    from .config import FinetuneConfig  # lazy: `maskbench --help` imports this module
+    from .seeds import finetune  # lazy: `maskbench --help` imports this module
+    from .summary import to_markdown  # lazy: `maskbench --help` imports this module
 
     flags = {"task": args.task, "data": args.data, "checkpoint": args.checkpoint, "tokenizer": args.tokenizer,
              "seeds": args.seeds, "jobs": args.jobs}

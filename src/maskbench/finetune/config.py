@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..config import check_choice, check_range
+from ..data.mixing import STRATEGIES
 from ..errors import ConfigError
 
 METHODS = ("vanilla", "child_f", "child_d", "l2sp", "mixout")
@@ -130,8 +131,6 @@ class MixtureConfig:
     seed: int = 0
 
     def __post_init__(self):
-        from ..data.mixing import STRATEGIES
-
         check_choice("strategy", self.strategy, STRATEGIES)
         check_range("limit", self.limit, 1)
         check_range("temperature", self.temperature, 0, low_open=True)

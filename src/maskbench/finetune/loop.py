@@ -11,6 +11,7 @@ the test predictions in GLUE submission format.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import statistics
@@ -22,22 +23,31 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from ..data.glue import load_task
+from ..data.mixing import mixing_rates
+from ..data.tokenizer import check_tokenizer_fits, load_tokenizer, special_ids
 from ..errors import CheckpointError, ConfigError, DataError, MaskbenchError
 from ..io import append_jsonl, atomic_dir, write_json, write_text
+from ..models.checkpoint import model_config_json, resolve_model_dir
+from ..models.encoder_decoder import EncoderDecoderConfig, EncoderDecoderModel
+from ..models.heads import EncoderForSequenceClassification
+from ..models.loading import load_model
+from ..models.sizes import named_config
 from ..progress import progress_bar
-from ..train.logging import event_writer
 from ..runtime import resolve_device, seed_everything
 from ..train.config import OptimConfig, ScheduleConfig
+from ..train.logging import event_writer
 from ..train.optim import Optimization, build_optimization
 from ..train.state import TrainState, WindowStats
-from . import metrics as metric_fns
+from . import metrics as metric_fns, text_to_text as t2t
 from .best_model import MODEL_DIR, save_best_model
-from .child_tuning import (ChildTuningD, ChildTuningF, fisher_information, pretrained_parameters,
-                           row_sparse_parameters, top_fraction_masks)
+from .child_tuning import (ChildTuningD, ChildTuningF, fisher_information, pretrained_parameters, row_sparse_parameters,
+                           top_fraction_masks)
 from .config import FinetuneConfig, resolve_hyperparameters
+from .mixture import UNSUPERVISED, UnsupervisedPart, build_mixture
 from .regularizers import L2SP, apply_mixout, reinit_top_layers, remove_mixout
-from .tasks import (EncodedSplit, batches_in_order, bucketed_batches, encode_split, shuffled_batches,
-                    steps_per_epoch, submission_name)
+from .tasks import (EncodedSplit, batches_in_order, bucketed_batches, encode_split, shuffled_batches, steps_per_epoch,
+                    submission_name)
 
 RANDOM_PREFIX = "random:"
 
@@ -79,14 +89,11 @@ class Prepared:
 
 
 def _resolve_tokenizer(cfg: FinetuneConfig):
-    from ..data.tokenizer import load_tokenizer
-
     if cfg.tokenizer:
         return load_tokenizer(cfg.tokenizer)
     if cfg.checkpoint.startswith(RANDOM_PREFIX):
         raise ConfigError(f"checkpoint '{cfg.checkpoint}' is randomly initialised and has no vocabulary; "
                           "give the tokenizer (--tokenizer tok.json)", "tokenizer")
-    from ..models.checkpoint import resolve_model_dir
 
     path = Path(cfg.checkpoint)
     model_dir = resolve_model_dir(path)
@@ -104,18 +111,11 @@ def _load_encoder(cfg: FinetuneConfig, vocab_size: int, special=None):
     (T5 study) gives the whole model, which is fine-tuned text-to-text.
     """
     if cfg.checkpoint.startswith(RANDOM_PREFIX):
-        import dataclasses
-
-        from ..models.encoder_decoder import EncoderDecoderConfig
-        from ..models.sizes import named_config
-
         name = cfg.checkpoint[len(RANDOM_PREFIX):]
         config = named_config(name, vocab_size=vocab_size)
         if isinstance(config, EncoderDecoderConfig) and special is not None:
             config = dataclasses.replace(config, pad_id=special.pad, eos_id=special.eos)
         return config, None, None
-    from ..models.checkpoint import model_config_json
-    from ..models.loading import load_model
 
     meta = model_config_json(cfg.checkpoint)
     head = meta.get("head") if isinstance(meta.get("head"), dict) else None
@@ -139,8 +139,6 @@ def _require_split(task, name: str, where: str) -> Any:
 def prepare(cfg: FinetuneConfig, required_splits: tuple[str, ...] = ("train", "dev", "test")) -> Prepared:
     """Read, check and tokenize the task, load the checkpoint; raises before anything is written.
     (`required_splits=("dev",)`: a task only evaluated, as the domain-transfer targets.)"""
-    from ..data.glue import load_task
-
     if not cfg.task:
         raise ConfigError("no task given (--task NAME_OR_DIR)", "task")
     if not cfg.checkpoint:
@@ -165,7 +163,6 @@ def prepare(cfg: FinetuneConfig, required_splits: tuple[str, ...] = ("train", "d
                           "head cannot fit it: set head = \"auto\" or \"classification\"", "head")
 
     tokenizer = _resolve_tokenizer(cfg)
-    from ..data.tokenizer import check_tokenizer_fits, special_ids
 
     special = special_ids(tokenizer)
     pad_id = special.pad
@@ -180,8 +177,6 @@ def prepare(cfg: FinetuneConfig, required_splits: tuple[str, ...] = ("train", "d
     check_tokenizer_fits(tokenizer, model_config.vocab_size, cfg.checkpoint)
     text_to_text = None
     if is_text_to_text(model_config):
-        from . import text_to_text as t2t
-
         if model_config.variant == "encoder_only":
             raise CheckpointError(f"{cfg.checkpoint} is an encoder-only T5 variant; text-to-text fine-tuning needs "
                                   "a decoder (variant encoder_decoder or decoder_only)")
@@ -219,8 +214,6 @@ def prepare(cfg: FinetuneConfig, required_splits: tuple[str, ...] = ("train", "d
 
 def is_text_to_text(model_config) -> bool:
     """Encoder-decoder (and decoder-only) checkpoints are fine-tuned text-to-text, as T5 was."""
-    from ..models.encoder_decoder import EncoderDecoderConfig
-
     return isinstance(model_config, EncoderDecoderConfig)
 
 
@@ -236,10 +229,6 @@ def resolve_for_model(cfg: FinetuneConfig, model_config) -> dict[str, float]:
 
 def _mixture(cfg: FinetuneConfig, name: str, train, tokenizer):
     """The task's training split mixed with the other tasks and the unsupervised objective (T5 §3.5.2)."""
-    from ..data.glue import load_task
-    from . import text_to_text as t2t
-    from .mixture import UNSUPERVISED, UnsupervisedPart, build_mixture
-
     mix = cfg.mixture
     parts = {name: train}
     for other in mix.tasks:
@@ -256,7 +245,6 @@ def _mixture(cfg: FinetuneConfig, name: str, train, tokenizer):
             raise ConfigError("the unsupervised part of a mixture needs the pretraining shards (mixture.shards)",
                               "mixture.shards")
         parts[UNSUPERVISED] = UnsupervisedPart(mix.shards, mix.objective, tokenizer, mix.seq_len, mix.seed)
-    from ..data.mixing import mixing_rates
 
     rates = mixing_rates({k: len(v) for k, v in parts.items()}, mix.strategy, mix.limit, mix.temperature)
     rows = mix.rows or max(1, int(round(len(train) / rates[name])))
@@ -270,8 +258,6 @@ def build_model(prep: Prepared, seed: int) -> torch.nn.Module:
 
 def build_classifier(prep: Prepared, seed: int) -> torch.nn.Module:
     """The classifier for one seed: pre-trained encoder, new head (and, for `random:`, encoder) from `seed`."""
-    from ..models.heads import EncoderForSequenceClassification
-
     generator = torch.Generator().manual_seed(seed)
     model = EncoderForSequenceClassification(prep.model_config, prep.num_labels, generator)
     if prep.encoder_state is not None:
@@ -286,8 +272,6 @@ def head_parameters(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
 def build_text_to_text(prep: Prepared, seed: int) -> torch.nn.Module:
     """The encoder-decoder for one seed: all pre-trained (no new head; the label words are written by the
     LM head), or for `random:` initialised from `seed`."""
-    from ..models.encoder_decoder import EncoderDecoderModel
-
     model = EncoderDecoderModel(prep.model_config, torch.Generator().manual_seed(seed))
     if prep.encoder_state is not None:
         model.load_state_dict(prep.encoder_state, strict=True)

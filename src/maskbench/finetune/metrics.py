@@ -12,7 +12,10 @@ import warnings
 from typing import Callable, Sequence
 
 import numpy as np
+from scipy.stats import pearsonr, spearmanr
+from sklearn.metrics import f1_score, matthews_corrcoef
 
+from ..config import nearest
 from ..errors import ConfigError
 
 
@@ -21,14 +24,10 @@ def accuracy(predictions: np.ndarray, labels: np.ndarray) -> float:
 
 
 def f1(predictions: np.ndarray, labels: np.ndarray) -> float:
-    from sklearn.metrics import f1_score
-
     return float(f1_score(labels, predictions, pos_label=1, average="binary", zero_division=0.0))
 
 
 def matthews(predictions: np.ndarray, labels: np.ndarray) -> float:
-    from sklearn.metrics import matthews_corrcoef
-
     with warnings.catch_warnings():  # one class only: sklearn warns, and the answer (0) is still right
         warnings.simplefilter("ignore")
         return float(matthews_corrcoef(labels, predictions))
@@ -43,14 +42,10 @@ def _correlation(fn, predictions: np.ndarray, labels: np.ndarray) -> float:
 
 
 def pearson(predictions: np.ndarray, labels: np.ndarray) -> float:
-    from scipy.stats import pearsonr
-
     return _correlation(pearsonr, predictions, labels)
 
 
 def spearman(predictions: np.ndarray, labels: np.ndarray) -> float:
-    from scipy.stats import spearmanr
-
     return _correlation(spearmanr, predictions, labels)
 
 
@@ -70,8 +65,6 @@ def canonical(name: str) -> str:
     key = name.lower()
     key = _ALIASES.get(key, key)
     if key not in METRICS:
-        from ..config import nearest
-
         hint = nearest(key, METRICS)
         raise ConfigError(f"unknown metric {name!r}" + (f"; did you mean '{hint}'?" if hint else
                                                          f"; known: {', '.join(METRICS)}"))

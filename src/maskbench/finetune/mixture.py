@@ -20,9 +20,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..data.loader import PretrainBatches
 from ..data.mixing import mixing_rates
+from ..data.tokenizer import special_ids
 from ..errors import ConfigError
 from ..labels import IGNORE_INDEX
+from ..objectives import build_objective_for_tokenizer
+from ..objectives.t5 import Seq2SeqObjective
 from .text_to_text import TextToTextSplit
 
 UNSUPERVISED = "unsupervised"
@@ -32,11 +36,6 @@ class UnsupervisedPart:
     """Windows of a shard split, corrupted by a T5 objective into (input_ids, labels) on demand."""
 
     def __init__(self, shards: str, objective: dict, tokenizer, seq_len: int, seed: int):
-        from ..data.loader import PretrainBatches
-        from ..data.tokenizer import special_ids
-        from ..objectives import build_objective_for_tokenizer
-        from ..objectives.t5 import Seq2SeqObjective
-
         params = dict(objective)
         name = params.pop("name", "span_corruption")
         self.objective = build_objective_for_tokenizer(name, special_ids(tokenizer),

@@ -28,6 +28,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from ..errors import ConfigError
+from ..models.encoder import init_weights
 
 
 class L2SP:
@@ -116,8 +117,6 @@ def remove_mixout(model: nn.Module) -> None:
 
 def reinit_top_layers(model: nn.Module, k: int, generator: torch.Generator) -> None:
     """Give the top `k` Transformer layers BERT's initialisation again (unshared encoders only)."""
-    from ..models.encoder import init_weights
-
     if k <= 0:
         return
     encoder = model.encoder

@@ -24,14 +24,18 @@ import tempfile
 from collections import OrderedDict
 from pathlib import Path
 
+from safetensors import safe_open
+from safetensors.torch import load_file
+
 from ..config import config_hash, dumps_toml, from_dict, to_dict
 from ..errors import MaskbenchError
-from ..io import claim_out_dir, mark_dir, marked_kind, run_lock, write_json, write_text
+from ..io import claim_out_dir, mark_dir, marked_kind, run_lock, save_safetensors, write_json, write_text
 from ..pool import worker_pool
+from ..runtime import tune_allocator
 from .baselines import task_baselines
 from .config import FinetuneConfig, defaults_note
-from .loop import (FinetuneDiverged, Prepared, fisher_scores, is_text_to_text, model_width, prepare,
-                   resolve_for_model, train_seed)
+from .loop import (FinetuneDiverged, Prepared, fisher_scores, is_text_to_text, model_width, prepare, resolve_for_model,
+                   train_seed)
 from .squad_task import is_squad, prepare_squad
 from .summary import summarize, to_markdown
 from .transfer import Targets, prepare_targets, run_transfer
@@ -130,16 +134,11 @@ def _transfer_tests(cfg: FinetuneConfig, prep: Prepared, targets: Targets, seed:
 
 
 def _save_fisher(path: Path, fisher: tuple[dict, dict]) -> None:
-    from ..io import save_safetensors
-
     scores, info = fisher
     save_safetensors({k: v.contiguous() for k, v in scores.items()}, path, metadata={"info": json.dumps(info)})
 
 
 def _load_fisher(path: str) -> tuple[dict, dict]:
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
     with safe_open(path, framework="pt") as f:
         info = json.loads(f.metadata()["info"])
     return load_file(path), info
@@ -151,8 +150,6 @@ def finetune(config: FinetuneConfig | dict, out_dir: str | os.PathLike, methods:
     `methods` overrides `config.methods` (handy when calling this many times). Every input is checked
     before anything is written; each run's folder appears whole or not at all; the summary comes last.
     """
-    from ..runtime import tune_allocator
-
     tune_allocator()
     cfg = from_dict(FinetuneConfig, config) if isinstance(config, dict) else config
     if methods is not None:

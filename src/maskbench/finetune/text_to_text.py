@@ -29,9 +29,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tokenizers import Tokenizer
 
+from ..data.glue import glue_key
+from ..data.tokenizer import special_ids
 from ..errors import DataError
 from ..labels import IGNORE_INDEX
+from . import metrics as metric_fns
+from .tasks import batches_in_order, label_array
 
 UNKNOWN_TARGET = "<unk>"
 #: STS-B's targets after T5's rounding: "0.0", "0.2", …, "5.0".
@@ -67,8 +72,6 @@ T5_GLUE: dict[str, T5Format] = {
 
 def task_format(task) -> T5Format:
     """T5's format for a GLUE task; the same shape, named after the task, for any other task."""
-    from ..data.glue import glue_key
-
     key = glue_key(str(getattr(task, "name", "") or ""))
     if key in T5_GLUE:
         return T5_GLUE[key]
@@ -195,8 +198,6 @@ def _flatten(sequences: list[list[int]]):
 
 def plain_tokenizer(tokenizer):
     """A copy of `tokenizer` that adds no special tokens and does not truncate (EOS is appended here)."""
-    from tokenizers import Tokenizer
-
     tok = Tokenizer.from_str(tokenizer.to_str())
     tok.no_padding()
     tok.no_truncation()
@@ -213,8 +214,6 @@ def encode_texts(tokenizer, texts: list[str], eos_id: int, max_length: int | Non
 def encode_split(tokenizer, examples, fmt: T5Format, words: list[str] | None, eos_id: int, max_length: int,
                  where: str, require_labels: bool) -> TextToTextSplit:
     """Format and tokenize one `Examples` split (labels as class indices or floats, as encoder fine-tuning)."""
-    from .tasks import label_array
-
     n = len(examples.text_a)
     if n == 0:
         raise DataError(f"{where} has no examples")
@@ -287,8 +286,6 @@ def match_outputs(outputs: np.ndarray, cands: Candidates, eos_id: int, decode=No
 def generate_outputs(model, split: TextToTextSplit, pad_id: int, eos_id: int, max_new_tokens: int,
                      batch_size: int, device) -> np.ndarray:
     """Greedy outputs [N, max_new_tokens] (pad after EOS) for every example, in the split's order."""
-    from .tasks import batches_in_order
-
     was_training = model.training
     model.eval()
     out = np.full((len(split), max_new_tokens), pad_id, dtype=np.int64)
@@ -305,8 +302,6 @@ def generate_outputs(model, split: TextToTextSplit, pad_id: int, eos_id: int, ma
 def candidate_log_likelihoods(model, split: TextToTextSplit, cands: Candidates, pad_id: int, batch_size: int,
                               device) -> np.ndarray:
     """[N, C] summed log-likelihood of each candidate target given each input (teacher forcing)."""
-    from .tasks import batches_in_order
-
     was_training = model.training
     model.eval()
     width = cands.max_length
@@ -391,8 +386,6 @@ class TextToText:
     def score(self, predictions: np.ndarray, labels: np.ndarray, metric_names: list[str]) -> dict:
         """The task's official metrics and `score` (their mean) on predictions where -1 marks an invalid
         output, plus how many outputs were invalid."""
-        from . import metrics as metric_fns
-
         out = {m: metric_fns.METRICS[m](metric_inputs(m, predictions, labels), labels) for m in metric_names}
         out["score"] = float(np.mean(list(out.values())))
         out["invalid"] = int(np.sum(predictions == -1))
@@ -405,8 +398,6 @@ class TextToText:
 
 def build(task, tokenizer, scoring: str = "generate") -> TextToText:
     """T5's format, label words and candidate targets of `task` for `tokenizer`."""
-    from ..data.tokenizer import special_ids
-
     special = special_ids(tokenizer)
     fmt = task_format(task)
     words = label_words(task, fmt)

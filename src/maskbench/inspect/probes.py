@@ -38,7 +38,6 @@ import numpy as np
 
 from ..config import check_choice, check_range
 from ..errors import ConfigError, DataError, MaskbenchError
-from ..objectives.mlm import check_split
 from ..runtime import progress_enabled
 
 TASKS = ("token_identity", "replacement", "word_class", "labels")
@@ -87,6 +86,8 @@ class ProbeConfig:
         self.replace = tuple(float(x) for x in self.replace)
         if len(self.replace) != 3:
             raise ConfigError(f"expected 3 shares (mask, random, keep), got {len(self.replace)}", "replace")
+        from ..objectives.mlm import check_split  # lazy: objectives.mlm loads torch, and `maskbench --help` loads this package
+
         check_split("replace", self.replace, "mask, random, keep")
 
 

@@ -19,11 +19,18 @@ import os
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file
 from torch import nn
 
 from ..config import from_dict
 from ..errors import CheckpointError, ConfigError
 from ..io import read_json, save_safetensors, sha256_file, write_json
+from .discriminator import EncoderForTokenDetection
+from .encoder import EncoderConfig, EncoderModel
+from .encoder_decoder import EncoderDecoderConfig, EncoderDecoderModel
+from .heads import EncoderForPretraining, EncoderForSequenceClassification
+from .hub import fetch, looks_like_hub_id
 
 MODEL_KIND = "model folder"
 WEIGHTS = "model.safetensors"
@@ -35,11 +42,6 @@ NATIVE_MODEL_TYPE = "maskbench"
 
 def describe(model: nn.Module) -> dict:
     """The `config.json` content for a model: architecture name, its config and its head."""
-    from .encoder import EncoderModel
-    from .encoder_decoder import EncoderDecoderModel
-    from .discriminator import EncoderForTokenDetection
-    from .heads import EncoderForPretraining, EncoderForSequenceClassification
-
     if isinstance(model, EncoderForPretraining):
         head = {"type": "pretraining", "sentence_task": model.sentence_task}
     elif isinstance(model, EncoderForTokenDetection):
@@ -80,8 +82,6 @@ def resolve_model_dir(path: str | os.PathLike) -> Path:
     if path.is_file():
         path = path.parent
     if not path.exists():
-        from .hub import fetch, looks_like_hub_id
-
         if not looks_like_hub_id(text):
             raise CheckpointError(f"model path not found: {path}")
         path = fetch(text)
@@ -98,9 +98,6 @@ def resolve_model_dir(path: str | os.PathLike) -> Path:
 
 def read_state(directory: Path, verify: bool = True) -> dict[str, torch.Tensor]:
     """Tensors of `directory/model.safetensors`, with the checksum in config.json verified."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     weights = directory / WEIGHTS
     if not weights.is_file():
         raise CheckpointError(f"{weights} is missing; the folder is not a complete model")
@@ -120,8 +117,6 @@ def check_config_against_weights(directory: Path, architecture: str, config: dic
     The model is built on the meta device (shapes only, no memory), so a config.json that says
     `hidden_size = 1e7` is a one-line error instead of an 80 GB allocation.
     """
-    from safetensors import SafetensorError, safe_open
-
     weights = directory / WEIGHTS
     if not weights.is_file():
         raise CheckpointError(f"{weights} is missing; the folder is not a complete model")
@@ -163,10 +158,6 @@ def check_state(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor
 def build(architecture: str, config: dict, head: dict | None,
           generator: torch.Generator | None = None) -> nn.Module:
     """A freshly initialised model from the three config.json fields."""
-    from .encoder import EncoderConfig, EncoderModel
-    from .encoder_decoder import EncoderDecoderConfig, EncoderDecoderModel
-    from .heads import EncoderForPretraining, EncoderForSequenceClassification
-
     try:
         if architecture == "EncoderDecoderModel":
             return EncoderDecoderModel(from_dict(EncoderDecoderConfig, config), generator)
@@ -181,8 +172,6 @@ def build(architecture: str, config: dict, head: dict | None,
     if architecture == "EncoderForSequenceClassification":
         return EncoderForSequenceClassification(enc, int(head.get("num_labels", 2)), generator)
     if architecture == "EncoderForTokenDetection":
-        from .discriminator import EncoderForTokenDetection
-
         return EncoderForTokenDetection(enc, generator)
     raise CheckpointError(f"unknown architecture '{architecture}' in config.json")
 

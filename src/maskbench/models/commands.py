@@ -7,6 +7,9 @@ import sys
 import textwrap
 from pathlib import Path
 
+from ..config import from_dict
+from ..errors import CheckpointError, ConfigError
+
 
 def register(subparsers) -> None:
     model = subparsers.add_parser("model", help="named model sizes and their parameter counts")
@@ -77,27 +80,23 @@ def format_table(rows: list[dict]) -> str:
 
 
 def _row(name: str, vocab_size: int | None) -> dict:
-    from ..config import from_dict
-    from ..errors import ConfigError
-    from .checkpoint import model_config_json
-    from .encoder import EncoderConfig
-    from .encoder_decoder import EncoderDecoderConfig
-    from .sizes import NAMED_SIZES, describe_size, named_config
+    from .checkpoint import model_config_json  # lazy: `maskbench --help` imports this module
+    from .encoder import EncoderConfig  # lazy: `maskbench --help` imports this module
+    from .encoder_decoder import EncoderDecoderConfig  # lazy: `maskbench --help` imports this module
+    from .sizes import NAMED_SIZES, describe_size, named_config  # lazy: `maskbench --help` imports this module
 
     if name in NAMED_SIZES or not Path(name).exists():
         config = named_config(name, vocab_size=vocab_size)
     else:
         meta = model_config_json(name)
         if "architecture" not in meta:
-            from .hf_import import import_hf_state
+            from .hf_import import import_hf_state  # lazy: `maskbench --help` imports this module
 
-            from .checkpoint import resolve_model_dir
+            from .checkpoint import resolve_model_dir  # lazy: `maskbench --help` imports this module
 
             arch, cfg, _, _ = import_hf_state(resolve_model_dir(name))
             meta = {"architecture": arch, "config": cfg}
         if not isinstance(meta.get("config"), dict):
-            from ..errors import CheckpointError
-
             raise CheckpointError(f"{name}: its config.json lacks the 'config' table of a maskbench model folder")
         cls = EncoderDecoderConfig if meta.get("architecture") == "EncoderDecoderModel" else EncoderConfig
         try:
@@ -108,7 +107,7 @@ def _row(name: str, vocab_size: int | None) -> dict:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from .sizes import NAMED_SIZES
+    from .sizes import NAMED_SIZES  # lazy: `maskbench --help` imports this module
 
     print(format_table([_row(name, args.vocab_size) for name in NAMED_SIZES]))
     return 0
@@ -120,7 +119,7 @@ def _params(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .hf import export_hf
+    from .hf import export_hf  # lazy: `maskbench --help` imports this module
 
     out = export_hf(args.checkpoint, args.out, hf_type=args.hf_type, overwrite=args.overwrite)
     print(f"exported {args.checkpoint} → {out} (load it with transformers' from_pretrained)", file=sys.stderr)
@@ -128,7 +127,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from .hf import import_to_folder
+    from .hf import import_to_folder  # lazy: `maskbench --help` imports this module
 
     out = import_to_folder(args.source, args.out, overwrite=args.overwrite)
     print(f"imported {args.source} → {out} (a maskbench model folder)", file=sys.stderr)

@@ -15,6 +15,7 @@ the feed-forward blocks: such models are refused. The T5 module names already eq
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -26,8 +27,12 @@ from ..errors import CheckpointError
 from ..io import atomic_dir, claim_out_dir, read_json, write_json
 from . import hf_families
 from .checkpoint import CONFIG, MODEL_KIND, resolve_model_dir, save_model
-from .hf_import import (TOKENIZER_FILES, _encoder_pairs, _head_pairs, _import_family, _tied, _transformers)
+from .discriminator import EncoderForTokenDetection
+from .encoder import EncoderModel
+from .heads import EncoderForPretraining, EncoderForSequenceClassification
+from .hf_import import TOKENIZER_FILES, _encoder_pairs, _head_pairs, _import_family, _tied, _transformers
 from .loading import load_model
+from .qa import EncoderForQuestionAnswering
 
 EXPORT_KIND = "Hugging Face export"
 
@@ -55,9 +60,6 @@ def import_to_folder(hf_dir: str | os.PathLike, out_dir: str | os.PathLike, over
 
 # ----------------------------------------------------------------------------------------------- export
 def _export_encoder(model, transformers, requested: str | None = None):
-    from .encoder import EncoderModel
-    from .heads import EncoderForPretraining, EncoderForSequenceClassification
-
     config = model.config
     if config.norm == "pre":
         raise CheckpointError("pre-LN encoders (model.norm = \"pre\") cannot be exported as BERT or ALBERT, which "
@@ -69,7 +71,6 @@ def _export_encoder(model, transformers, requested: str | None = None):
     if requested is not None and requested != kind:
         raise CheckpointError(f"this model exports as {kind}, not {requested} "
                               f"({'factorized or shared' if kind == 'albert' else 'neither factorized nor shared'})")
-    from .qa import EncoderForQuestionAnswering
 
     if not isinstance(model, (EncoderForPretraining, EncoderForSequenceClassification, EncoderModel,
                               EncoderForQuestionAnswering)):
@@ -157,9 +158,6 @@ EXPORT_TYPES = ("auto", "bert", "albert") + hf_families.FAMILIES
 
 def _export_family(model, kind: str, transformers):
     """A RoBERTa / XLM-R / ELECTRA model holding our weights (names as in `_import_family`)."""
-    from .discriminator import EncoderForTokenDetection
-    from .heads import EncoderForPretraining, EncoderForSequenceClassification
-
     wanted = hf_families.NORM.get(kind, "post")
     if model.config.norm == "post" and wanted == "pre":
         raise CheckpointError(f"a post-LN encoder cannot be exported as {kind}, a pre-LN architecture; "
@@ -273,8 +271,6 @@ def export_model(model, out_dir: str | os.PathLike, hf_type: str = "auto", token
 
 def _export_tokenizer(tokenizer_json: str, out: Path, model) -> None:
     """Write tokenizer.json and a tokenizer_config.json that AutoTokenizer reads."""
-    import json
-
     (out / "tokenizer.json").write_text(tokenizer_json, encoding="utf-8")
     vocab = json.loads(tokenizer_json)
     present = {t.get("content") for t in vocab.get("added_tokens", [])}

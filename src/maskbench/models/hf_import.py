@@ -18,6 +18,8 @@ from ..errors import CheckpointError
 from ..io import read_json
 from . import hf_families
 from .checkpoint import CONFIG
+from .encoder import EncoderConfig
+from .encoder_decoder import EncoderDecoderConfig
 
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")
 _HF_ARCHITECTURES = {
@@ -31,7 +33,7 @@ _ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_new", "relu": "relu", "silu": 
 
 def _transformers():
     try:
-        import transformers
+        import transformers  # lazy: optional dependency (or slow), only this path needs it
     except ImportError:  # pragma: no cover - the `hf` extra
         raise CheckpointError("Hugging Face interop needs `transformers`: pip install 'maskbench[hf]'") from None
     transformers.logging.set_verbosity_error()
@@ -131,7 +133,6 @@ def import_hf_state(directory: str | os.PathLike):
         return _import_t5(c, hf_state)
     if kind in hf_families.FAMILIES:
         return _import_family(kind, arch, c, hf_state, directory)
-    from .encoder import EncoderConfig
 
     if kind == "albert":
         if c.inner_group_num != 1:
@@ -190,8 +191,6 @@ def import_hf_state(directory: str | os.PathLike):
 
 def _import_family(kind: str, arch: str, c, hf_state, directory):
     """RoBERTa / XLM-R / ELECTRA: BERT's layer names under another prefix (see hf_families)."""
-    from .encoder import EncoderConfig
-
     config = EncoderConfig(**hf_families.encoder_kwargs(kind, c, arch, _ACTIVATIONS, directory))
     if arch.endswith("Model"):  # bare HF models have no "roberta."/"electra." prefix
         hf_state = {f"{hf_families.PREFIX[kind]}.{k}": v for k, v in hf_state.items()}
@@ -240,8 +239,6 @@ def _check_used(hf_state, used, directory):
 
 
 def _import_t5(c, hf_state):
-    from .encoder_decoder import EncoderDecoderConfig
-
     ff = getattr(c, "feed_forward_proj", "relu")
     # transformers 5 separates "scale the decoder output by d_model**-0.5" (T5 v1.0) from weight tying;
     # maskbench ties exactly when it scales, so an untied-but-scaled model has no equivalent.

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+
+from ..config import apply_overrides, from_dict
+from ..data.tokenizer import SpecialIds
+from ..errors import ConfigError
 
 
 def register(subparsers) -> None:
@@ -13,7 +18,7 @@ def register(subparsers) -> None:
     listing.add_argument("--json", action="store_true", help="print machine-readable JSON")
     listing.add_argument("--vocab-size", type=int, default=30522,
                          help="vocabulary size assumed when checking (maskbench's special-token layout)")
-    from ..arguments import add_examples, add_set_argument
+    from ..arguments import add_examples, add_set_argument  # lazy: `maskbench --help` imports this module
 
     add_set_argument(listing, "mask_rate=0.4")
     add_examples(listing, "maskbench objectives", "maskbench objectives mlm --set mask_rate=0.4 --set unit=whole_word",
@@ -45,15 +50,11 @@ def _format_default(value) -> str:
 
 def _check(args: argparse.Namespace) -> int:
     """Build one objective from `--set objective.KEY=VALUE` with the data stage's special ids and show it."""
-    from ..config import apply_overrides
-    from ..data.tokenizer import SpecialIds
-    from .registry import build_objective_for_tokenizer, objective_params
+    from .registry import build_objective_for_tokenizer, objective_params  # lazy: `maskbench --help` imports this module
 
     params = apply_overrides({"objective": {}}, args.overrides)
     unknown = [key for key in params if key != "objective"]
     if unknown:
-        from ..errors import ConfigError
-
         raise ConfigError(f"--set keys must start with 'objective.', got '{unknown[0]}'")
     ids = SpecialIds(pad=0, unk=1, cls=2, sep=3, mask=4, sentinels=list(range(5, 105)))
     obj = build_objective_for_tokenizer(args.name, ids, args.vocab_size, **params["objective"])
@@ -64,14 +65,12 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from .registry import list_objectives
+    from .registry import list_objectives  # lazy: `maskbench --help` imports this module
 
     if args.name:
         return _check(args)
     infos = list_objectives()
     if args.json:
-        import json
-
         print(json.dumps([{"name": i.name, "description": i.description,
                            "parameters": [{"name": p.name, "type": p.type, "wiring": p.wiring,
                                            "default": None if p.default is dataclasses.MISSING else p.default}
@@ -89,8 +88,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _pmi_build(args: argparse.Namespace) -> int:
-    from ..config import from_dict
-    from .pmi import PmiBuildConfig, build_pmi_vocabulary, write_pmi_vocabulary
+    from .pmi import PmiBuildConfig, build_pmi_vocabulary, write_pmi_vocabulary  # lazy: `maskbench --help` imports this module
 
     config = from_dict(PmiBuildConfig, {"max_n": args.max_n, "min_count": args.min_count,
                                         "max_ngrams": args.max_ngrams, "split": args.split})

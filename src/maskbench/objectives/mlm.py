@@ -144,7 +144,7 @@ class MaskedLM:
         if self.unit == "pmi":
             if not self.pmi_path:
                 raise ConfigError("unit = \"pmi\" needs pmi_path (build one with `maskbench pmi build`)", "pmi_path")
-            from .pmi import load_pmi_vocabulary
+            from .pmi import load_pmi_vocabulary  # lazy: `maskbench --help` imports this module
 
             self._pmi = load_pmi_vocabulary(self.pmi_path)
 

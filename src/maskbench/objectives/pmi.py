@@ -25,8 +25,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from ..config import check_range
+from ..data.shards import Shards
 from ..errors import DataError
 from ..io import read_json, write_json
 
@@ -99,10 +101,6 @@ class PmiBuildConfig:
 def build_pmi_vocabulary(shards_dir: str | Path, config: PmiBuildConfig | None = None,
                          progress: bool = True) -> dict:
     """Count word n-grams in a shard split and keep the `max_ngrams` with the highest PMI_n."""
-    from tqdm import tqdm
-
-    from ..data.shards import Shards
-
     config = config or PmiBuildConfig()
     shards = Shards.open(shards_dir)
     arrays = shards.split(config.split)

@@ -8,6 +8,7 @@ import typing
 from dataclasses import dataclass
 
 from ..config import from_dict, nearest
+from ..data.tokenizer import special_ids as read_special_ids
 from ..errors import ConfigError
 from .mlm import IGNORE_INDEX, MaskedLM
 from .sentence import SENTENCE_DESCRIPTIONS
@@ -93,8 +94,6 @@ def build_objective_for_tokenizer(name: str, tokenizer_or_special_ids: typing.An
     """
     ids = tokenizer_or_special_ids
     if not hasattr(ids, "sentinels"):
-        from ..data.tokenizer import special_ids as read_special_ids
-
         if vocab_size is None and hasattr(ids, "get_vocab_size"):
             vocab_size = ids.get_vocab_size()
         ids = read_special_ids(ids)

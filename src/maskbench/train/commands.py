@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
+import sys
 from pathlib import Path
+
+from ..errors import MaskbenchError
 
 
 def register(subparsers) -> None:
-    from ..arguments import add_examples, add_set_argument
+    from ..arguments import add_examples, add_set_argument  # lazy: `maskbench --help` imports this module
 
     parser = subparsers.add_parser(
         "pretrain", help="pretrain a model with any objective (DDP with torchrun)",
@@ -27,12 +32,8 @@ def register(subparsers) -> None:
 
 
 def run_pretrain(args) -> int:
-    import json
-    import sys
-
-    from ..errors import MaskbenchError
-    from .config import load_pretrain_config
-    from .loop import pretrain
+    from .config import load_pretrain_config  # lazy: `maskbench --help` imports this module
+    from .loop import pretrain  # lazy: `maskbench --help` imports this module
 
     config_path = args.config
     if config_path is None:
@@ -43,7 +44,6 @@ def run_pretrain(args) -> int:
     out = args.out or Path("runs") / config_path.stem
     config = load_pretrain_config(config_path, args.overrides)
     summary = pretrain(config, out, resume=args.resume)
-    import os
 
     if int(os.environ.get("RANK", "0")) == 0:
         brief = {k: summary[k] for k in ("steps", "tokens", "tokens_per_s", "train_seconds", "stopped_by")}

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, set_model_state_dict
+from torch.distributed.tensor import DTensor, distribute_tensor
 
 from ..errors import CheckpointError, ConfigError
 from ..runtime import resolve_device
@@ -204,8 +206,6 @@ def _fsdp_no_sync(model):
 def full_model_state(model: nn.Module, world: World) -> dict:
     """The unsharded model state (under FSDP a collective; only rank 0 gets it, the others an empty dict)."""
     if world.fsdp:
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
         return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     return unwrap(model).state_dict()
 
@@ -219,8 +219,6 @@ def full_state_dicts(model: nn.Module, optimizer: torch.optim.Optimizer, world: 
     single-process one, and each loads the other.
     """
     if world.fsdp:
-        from torch.distributed.tensor import DTensor
-
         model_state = full_model_state(model, world)
         local = optimizer.state_dict()  # the same parameter order (and so the same entries) on every rank
         state: dict = {}
@@ -240,9 +238,6 @@ def load_full_state_dicts(model: nn.Module, optimizer: torch.optim.Optimizer, mo
                           optimizer_state: dict, world: World) -> None:
     """Load what `full_state_dicts` wrote (under FSDP: on every rank, each keeping its own shards)."""
     if world.fsdp:
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
-        from torch.distributed.tensor import DTensor, distribute_tensor
-
         set_model_state_dict(model, model_state, options=StateDictOptions(full_state_dict=True))
         params = [p for group in optimizer.param_groups for p in group["params"]]
         state: dict = {}

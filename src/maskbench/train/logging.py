@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import importlib.util
+import json
 import math
 import sys
 from pathlib import Path
@@ -28,7 +29,6 @@ def truncate_metrics(path: Path, last_step: int) -> None:
     if not path.exists():
         return
     kept = [r for r in read_jsonl(path) if int(r.get("step", 0)) <= last_step]
-    import json
 
     write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
 
@@ -54,7 +54,7 @@ def event_writer(folder: Path):
                   "(metrics.jsonl has every number; pip install tensorboard)", file=sys.stderr)
             _SKIPPED_SAID = True
         return None
-    from torch.utils.tensorboard import SummaryWriter
+    from torch.utils.tensorboard import SummaryWriter  # lazy: optional dependency (or slow), only this path needs it
 
     return SummaryWriter(log_dir=str(folder))
 

@@ -26,15 +26,23 @@ from typing import Any
 import torch
 
 from ..config import dumps_toml, from_dict, to_dict
+from ..data.loader import PretrainBatches
+from ..data.shards import Shards
+from ..data.tokenizer import load_tokenizer, special_ids, tokenizer_hash
 from ..errors import CheckpointError, ConfigError, DataError, MaskbenchError
-from ..io import MARKER, RunLock, append_jsonl, claim_out_dir, mark_dir, marked_kind, read_jsonl, write_json
+from ..io import MARKER, RunLock, append_jsonl, atomic_dir, claim_out_dir, mark_dir, marked_kind, read_jsonl, write_json
+from ..models import EncoderDecoderModel, EncoderForPretraining, named_config
+from ..models.checkpoint import MODEL_KIND, save_model
+from ..models.encoder import EncoderConfig
+from ..objectives import WIRING_FIELDS, build_objective_for_tokenizer
+from ..objectives.t5 import Seq2SeqObjective
 from ..runtime import make_deterministic
 from . import checkpoint as ckpt
 from .config import FORMAT_VERSION, PretrainConfig, load_pretrain_config
 from .distributed import (World, close_world, full_model_state, full_state_dicts, init_world, load_full_state_dicts,
                           no_sync, wrap_model)
-from .evaluate import (ENCODER_TERMS, SENTENCE_TERM, SEQ2SEQ_TERMS, TRAIN_STREAM, Term, autocast,
-                       count_predictions, evaluate, rank_rows, stream_generator, to_device)
+from .evaluate import (ENCODER_TERMS, SENTENCE_TERM, SEQ2SEQ_TERMS, TRAIN_STREAM, Term, autocast, count_predictions,
+                       evaluate, rank_rows, stream_generator, to_device)
 from .logging import MetricsLog, format_eta, truncate_metrics
 from .optim import Optimization, build_optimization
 from .state import TrainState, WindowStats
@@ -77,8 +85,6 @@ def build_objectives(params: dict, special, vocab_size: int, reference_rate: flo
                      reference_replace: tuple[float, float, float]) -> tuple[Any, Any]:
     """The training objective from `[objective]` (token ids wired from the tokenizer), plus the fixed-rate
     reference MLM that evaluation scores encoders with."""
-    from ..objectives import WIRING_FIELDS, build_objective_for_tokenizer
-
     params = dict(params)
     name = params.pop("name")
     for key in WIRING_FIELDS:
@@ -95,8 +101,6 @@ def build_objectives(params: dict, special, vocab_size: int, reference_rate: flo
 
 def is_seq2seq(objective) -> bool:
     """T5-study objectives: the target is a separate sequence for a decoder, not labels aligned with inputs."""
-    from ..objectives.t5 import Seq2SeqObjective
-
     return isinstance(objective, Seq2SeqObjective)
 
 
@@ -106,9 +110,6 @@ def build_model(model_table: dict, vocab_size: int, sentence_task: str | None, s
 
     The vocabulary size and the pad/EOS ids come from the tokenizer unless the table sets them.
     """
-    from ..models import EncoderDecoderModel, EncoderForPretraining, named_config
-    from ..models.encoder import EncoderConfig
-
     table = dict(model_table)
     size = table.pop("size", "bert-tiny")
     static_predictions = table.pop("static_predictions", None)
@@ -149,9 +150,6 @@ def build_model(model_table: dict, vocab_size: int, sentence_task: str | None, s
 
 def setup(config: PretrainConfig) -> Setup:
     """Open the data, check it against the tokenizer and model, build objective and model (no training)."""
-    from ..data.shards import Shards
-    from ..data.tokenizer import load_tokenizer, special_ids, tokenizer_hash
-
     if config.data.shards is None:
         raise ConfigError("set data.shards to a folder made by 'maskbench prepare'", "data.shards")
     shards_dir = Path(config.data.shards)
@@ -355,8 +353,6 @@ class Trainer:
     @classmethod
     def _build_in(cls, cfg: PretrainConfig, out_dir: Path, world: World, caller_threads: int, s: Setup,
                   lock: RunLock | None) -> Trainer:
-        from ..data.loader import PretrainBatches
-
         accumulation = cfg.batch.accumulation(world.world_size)
         pairs = getattr(s.objective, "sentence_task", None)
         add_special = not s.seq2seq
@@ -576,8 +572,6 @@ class Trainer:
         train_state = self.state.state_dict()
         train_state["rng"] = self.world.gather_rng(train_state["rng"])
         if self.world.is_main:
-            from ..models.checkpoint import save_model
-
             plain = self._plain_model(model_state)
 
             def write_model(folder: Path) -> None:
@@ -607,9 +601,6 @@ class Trainer:
         return plain
 
     def _save_final_model(self) -> Path:
-        from ..io import atomic_dir
-        from ..models.checkpoint import MODEL_KIND, save_model
-
         target = self.out_dir / "model"
         model_state = full_model_state(self.model, self.world) if self.world.fsdp else None
         if self.world.is_main:

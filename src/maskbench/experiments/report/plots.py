@@ -14,7 +14,7 @@ def _figure():
     import matplotlib  # lazily: matplotlib costs a second to import and only plots need it
 
     matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: optional dependency (or slow), only this path needs it
 
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
     return plt, fig, ax

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import statistics
 
+from scipy import stats
+
 def mean_std(values: list[float]) -> tuple[float, float]:
     if not values:
         return math.nan, math.nan
@@ -26,8 +28,6 @@ def fmt_mean_std(values: list[float], scale: float = 100.0) -> str:
 def near_chance(values: list[float], chance: float | None) -> bool:
     """True when the scores are within seed noise of chance (the majority-class baseline): a one-sided
     t-test over seeds of "better than chance" gives p >= 0.05; one seed: within one point of it."""
-    from scipy import stats
-
     if chance is None or not values or any(math.isnan(v) for v in values):
         return False
     if len(values) < 2 or statistics.pvariance(values) == 0:
