@@ -26,3 +26,13 @@ def test_paper_scale_pretrains_the_baselines_2_to_the_19_steps(preset):
     for cell in load_spec(preset).resolve("paper"):
         assert get_dotted(cell.config, "pretrain.budget.steps") == 2 ** 19
         assert get_dotted(cell.config, "pretrain.batch.size") == 128
+
+
+@pytest.mark.parametrize("preset", ["t5-objectives", "t5-data-size", "t5-multitask"])
+def test_paper_scale_fine_tunes_with_adafactor_at_a_constant_rate(preset):
+    """Section 3.1.2: fine-tuning continues with Adafactor at a constant learning rate of 0.001."""
+    for cell in load_spec(preset).resolve("paper"):
+        assert get_dotted(cell.config, "finetune.optimizer") == "adafactor"
+        assert get_dotted(cell.config, "finetune.lr") == 1e-3
+        assert get_dotted(cell.config, "finetune.lr_schedule") == "constant"
+        assert get_dotted(cell.config, "finetune.warmup") == 0.0

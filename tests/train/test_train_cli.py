@@ -229,19 +229,19 @@ def test_resume_may_lower_the_rate_raise_warm_up_and_clip_and_records_it(tiny_da
 
 
 def test_a_run_that_failed_at_start_blocks_neither_a_rerun_nor_resume(tiny_data, tmp_path, capsys, monkeypatch):
-    import maskbench.data.loader as loader
+    import maskbench.train.loop as loop
     from maskbench.errors import DataError
 
     config = write_config(tmp_path / "cfg.toml", tiny_data, budget={"steps": 2})
-    real = loader.PretrainBatches
+    real = loop.PretrainBatches
 
     def broken(*args, **kwargs):
         raise DataError("the shards vanished (simulated)")
 
-    monkeypatch.setattr(loader, "PretrainBatches", broken)
+    monkeypatch.setattr(loop, "PretrainBatches", broken)
     code, _, err = run(capsys, "--config", config, "--out", tmp_path / "run")
     assert code == 2 and (tmp_path / "run" / "config.toml").is_file()
-    monkeypatch.setattr(loader, "PretrainBatches", real)
+    monkeypatch.setattr(loop, "PretrainBatches", real)
     code, _, err = run(capsys, "--out", tmp_path / "run", "--resume", "--config", config)
     assert code == 0, err
     assert run(capsys, "--config", config, "--out", tmp_path / "run2")[0] == 0

@@ -386,26 +386,26 @@ def train_probes(x_train, y_train, x_val, y_val, num_classes: int, config: Probe
     return accuracy(xt, yt), accuracy(xv, yv)
 
 
+def _held_out(groups: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Bool [N]: the example's group (a sentence id or a word form) is one of a seeded share of distinct
+    groups, so a whole group goes to one side; at least one group on each side when there are two."""
+    ids = np.unique(groups)
+    rng = np.random.default_rng(seed)
+    held = rng.random(len(ids)) < fraction
+    if len(ids) >= 2 and (held.all() or not held.any()):
+        held[:] = False
+        held[rng.integers(len(ids))] = True
+    return np.isin(groups, ids[held])
+
+
 def _split(sentences: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     """Bool [N]: example belongs to the validation side; whole sentences go to one side."""
-    ids = np.unique(sentences)
-    rng = np.random.default_rng(seed + 1)
-    val = rng.random(len(ids)) < fraction
-    if len(ids) >= 2 and (val.all() or not val.any()):
-        val[:] = False
-        val[rng.integers(len(ids))] = True
-    return np.isin(sentences, ids[val])
+    return _held_out(sentences, fraction, seed + 1)
 
 
 def _split_words(words: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     """Bool [N]: the example's word form is one of the held-out forms (a seeded share of distinct forms)."""
-    forms = np.unique(words)
-    rng = np.random.default_rng(seed + 2)
-    held = rng.random(len(forms)) < fraction
-    if len(forms) >= 2 and (held.all() or not held.any()):
-        held[:] = False
-        held[rng.integers(len(forms))] = True
-    return np.isin(words, forms[held])
+    return _held_out(words, fraction, seed + 2)
 
 
 def _fit_subset(feats, labels, sentences, config: ProbeConfig, limit_classes: bool, name: str, words=None):

@@ -30,7 +30,7 @@ from .checkpoint import CONFIG, MODEL_KIND, resolve_model_dir, save_model
 from .discriminator import EncoderForTokenDetection
 from .encoder import EncoderModel
 from .heads import EncoderForPretraining, EncoderForSequenceClassification
-from .hf_import import TOKENIZER_FILES, _encoder_pairs, _head_pairs, _import_family, _tied, _transformers
+from .hf_import import TOKENIZER_FILES, _encoder_pairs, _head_pairs, _tied, _transformers
 from .loading import load_model
 from .qa import EncoderForQuestionAnswering
 
