@@ -13,7 +13,7 @@ from maskbench.cli import main
 from maskbench.data.synth import write_tasks
 from maskbench.data.tokenizer import save_tokenizer, train_tokenizer
 from maskbench.finetune import finetune
-from maskbench.finetune.config import FinetuneConfig
+from maskbench.finetune.config import FinetuneConfig, size_defaults
 from maskbench.models.checkpoint import save_model
 from maskbench.models.encoder import EncoderConfig
 from maskbench.models.heads import EncoderForPretraining
@@ -67,7 +67,7 @@ def test_cli_on_real_wnli_with_a_random_tiny_model(tmp_path, shared_data, tokeni
     records = [json.loads(x) for x in (out / "child_f" / "seed-0" / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["step"] == 3 and "accuracy" in records[-1]["dev"]
     best = json.loads((out / "child_f" / "seed-0" / "best.json").read_text())
-    assert best["lr"] == pytest.approx(1.2e-4)  # the default for H = 128
+    assert best["lr"] == pytest.approx(size_defaults(128).lr) == pytest.approx(1e-3)  # bert-tiny's default (H = 128)
     assert "| child_f | 1 |" in capsys.readouterr().out
     assert (out / "config.toml").is_file()
 
