@@ -1,5 +1,5 @@
 """No two maskbench modules import each other, directly or around a circle, counting imports inside
-functions (they run too) but not those under `if TYPE_CHECKING:` (they never run)."""
+functions (they run too) and those under `if TYPE_CHECKING:` (a circle for the type checker is still a circle)."""
 
 from __future__ import annotations
 
@@ -21,24 +21,11 @@ def module_names() -> dict[str, Path]:
     return names
 
 
-def _runtime_nodes(tree: ast.AST):
-    """Every node except the bodies of `if TYPE_CHECKING:` blocks."""
-    stack = [tree]
-    while stack:
-        node = stack.pop()
-        yield node
-        for child in ast.iter_child_nodes(node):
-            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
-                stack.extend(child.orelse)
-                continue
-            stack.append(child)
-
-
 def imports_of(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
     """The maskbench modules `name` imports (`from pkg import module` counts as the module)."""
     package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
     found = set()
-    for node in _runtime_nodes(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):

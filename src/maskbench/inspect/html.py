@@ -21,14 +21,14 @@ import os
 import zlib
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from ..errors import MaskbenchError
 from ..io import write_text
-if TYPE_CHECKING:  # annotations only: attention imports this module for `to_html`
-    from .attention import AttentionData, AttentionSet
+# `data` below is an `inspect.attention.AttentionData` (`s` one of its `AttentionSet`s), left unannotated: attention
+# imports this module for `AttentionData.to_html`, so the arrow goes that one way only.
 
 #: The views one page can hold, in the order they appear.
 VIEWS = ("head", "model", "neuron")
@@ -84,7 +84,7 @@ def quantize_vectors(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return values, scale
 
 
-def _set_payload(s: AttentionSet, with_qk: bool, compress: bool) -> dict:
+def _set_payload(s, with_qk: bool, compress: bool) -> dict:
     out = {
         "name": s.name, "label": s.label, "layers": s.num_layers, "heads": s.num_heads,
         "queryTokens": s.query_tokens, "keyTokens": s.key_tokens,
@@ -104,7 +104,7 @@ def _set_payload(s: AttentionSet, with_qk: bool, compress: bool) -> dict:
     return out
 
 
-def payload(data: AttentionData, views: Sequence[str] | str = "all", compress: bool = True) -> dict:
+def payload(data, views: Sequence[str] | str = "all", compress: bool = True) -> dict:
     """The JSON object the page reads (exposed for tests and for other front ends)."""
     chosen = parse_views(views)
     with_qk = "neuron" in chosen
@@ -126,7 +126,7 @@ def _csp_hash(text: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii") + "'"
 
 
-def render_html(data: AttentionData, views: Sequence[str] | str = "all", *, compress: bool = True) -> str:
+def render_html(data, views: Sequence[str] | str = "all", *, compress: bool = True) -> str:
     """The complete page as a string: head, model and/or neuron views of every attention set in `data`."""
     script = _asset("views.js")
     style = _asset("views.css")
@@ -148,7 +148,7 @@ def render_html(data: AttentionData, views: Sequence[str] | str = "all", *, comp
     )
 
 
-def write_html(data: AttentionData, path: str | os.PathLike, views: Sequence[str] | str = "all",
+def write_html(data, path: str | os.PathLike, views: Sequence[str] | str = "all",
                compress: bool = True) -> Path:
     """Render and write the page atomically; returns the path."""
     path = Path(path)
