@@ -43,9 +43,7 @@ def register(subparsers) -> None:
     heads.add_argument("--max-length", type=int, default=128, help="tokens per input (default 128)")
     heads.add_argument("--batch-size", type=int, default=16)
     heads.add_argument("--seed", type=int, default=0)
-    heads.add_argument("--out", required=True, help="output folder (must be empty or new)")
-    heads.add_argument("--overwrite", action="store_true",
-                       help="replace --out if it holds an earlier `heads` result (never another folder)")
+    _out_args(heads, "heads")
     add_set_argument(heads, "next=0.4")
     add_examples(heads, "maskbench heads --checkpoint runs/mlm40 --input corpus/ --samples 200 --out heads/",
                  "maskbench heads --checkpoint runs/mlm40 --input corpus/ --pairs --out heads-pairs/")
@@ -66,13 +64,18 @@ def register(subparsers) -> None:
     pr.add_argument("--labels", default=None, help='JSONL of {"words": [...], "labels": [...]} (task labels)')
     pr.add_argument("--samples", type=int, default=None, help="sentences to use (default 1000)")
     pr.add_argument("--seed", type=int, default=None)
-    pr.add_argument("--out", required=True, help="output folder (must be empty or new)")
-    pr.add_argument("--overwrite", action="store_true",
-                    help="replace --out if it holds an earlier `probe` result (never another folder)")
+    _out_args(pr, "probe")
     add_set_argument(pr, "epochs=30")
     add_examples(pr, "maskbench probe --checkpoint runs/mlm40 --compare runs/mlm15 --task word_class --out probe/",
                  "maskbench probe --checkpoint runs/mlm40 --task token_identity --input corpus/ --out probe-ids/")
     pr.set_defaults(func=_probe)
+
+
+def _out_args(parser: argparse.ArgumentParser, command: str) -> None:
+    """`--out` (a folder maskbench claims) and `--overwrite` (only an earlier result of this command)."""
+    parser.add_argument("--out", required=True, help="output folder (must be empty or new)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help=f"replace --out if it holds an earlier `{command}` result (never another folder)")
 
 
 def _checkpoint_args(parser: argparse.ArgumentParser) -> None:

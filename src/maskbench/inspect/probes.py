@@ -211,8 +211,9 @@ def _cap(pick: np.ndarray, limit: int, rng: np.random.Generator) -> np.ndarray:
     return keep.reshape(pick.shape)
 
 
-def token_identity_examples(model, tokenizer, texts: Sequence[str], config: ProbeConfig) -> _Examples:
-    """Mask `mask_rate` of word tokens; examples at masked and at unmasked positions, labelled by input id."""
+def _select_words(model, tokenizer, texts: Sequence[str], config: ProbeConfig, verb: str):
+    """The encoded texts and a seeded `mask_rate` share of their word (non-special) positions, for the probes
+    that corrupt the input: (rng, batch, special ids, word positions, selected positions)."""
     from ..data.tokenizer import special_ids
     from .attention import encode_texts
 
@@ -221,9 +222,16 @@ def token_identity_examples(model, tokenizer, texts: Sequence[str], config: Prob
     sp = special_ids(tokenizer)
     ids = batch["input_ids"]
     word = batch["attention_mask"].astype(bool) & ~np.isin(ids, sp.all)
-    masked = word & (rng.random(ids.shape) < config.mask_rate)
-    if not masked.any():
-        raise DataError("no position was masked; give more text or a higher mask_rate")
+    selected = word & (rng.random(ids.shape) < config.mask_rate)
+    if not selected.any():
+        raise DataError(f"no position was {verb}; give more text or a higher mask_rate")
+    return rng, batch, sp, word, selected
+
+
+def token_identity_examples(model, tokenizer, texts: Sequence[str], config: ProbeConfig) -> _Examples:
+    """Mask `mask_rate` of word tokens; examples at masked and at unmasked positions, labelled by input id."""
+    rng, batch, sp, word, masked = _select_words(model, tokenizer, texts, config, "masked")
+    ids = batch["input_ids"]
     corrupted = dict(batch)
     corrupted["input_ids"] = np.where(masked, sp.mask, ids)
     picks = {"masked": _cap(masked, config.max_examples, rng), "unmasked": _cap(word & ~masked, config.max_examples, rng)}
@@ -235,17 +243,8 @@ def replacement_examples(model, tokenizer, texts: Sequence[str], config: ProbeCo
     """Select `mask_rate` of word tokens, replace them per `config.replace` (one uniform draw each, as the
     MLM objective does); examples at [MASK]ed / random / kept / unselected positions, labelled by the
     original id."""
-    from ..data.tokenizer import special_ids
-    from .attention import encode_texts
-
-    rng = np.random.default_rng(config.seed)
-    batch = encode_texts(tokenizer, texts, max_length=_max_length(model, config.max_length), style=_style(model))
-    sp = special_ids(tokenizer)
+    rng, batch, sp, word, selected = _select_words(model, tokenizer, texts, config, "selected")
     ids = batch["input_ids"]
-    word = batch["attention_mask"].astype(bool) & ~np.isin(ids, sp.all)
-    selected = word & (rng.random(ids.shape) < config.mask_rate)
-    if not selected.any():
-        raise DataError("no position was selected; give more text or a higher mask_rate")
     u = rng.random(ids.shape)
     to_mask, to_random = selected & (u < config.replace[0]), selected & (u >= config.replace[0]) & (
         u < config.replace[0] + config.replace[1])
