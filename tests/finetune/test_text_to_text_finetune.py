@@ -137,6 +137,18 @@ def test_rank_scoring_never_reports_invalid(tmp_path, sentiment, t5_checkpoint):
     assert best["dev"]["invalid"] == 0 and best["text_to_text"]["scoring"] == "rank"
 
 
+def test_text_to_text_summaries_carry_the_tasks_majority_and_bag_of_words_baselines(tmp_path, keyword, t5_checkpoint):
+    """The label words stand for the task's classes: a report can tell a text-to-text score at chance."""
+    from maskbench.data.glue import load_task
+
+    cfg = FinetuneConfig(task=str(keyword), checkpoint=str(t5_checkpoint), seeds=[0], max_steps=1, batch_size=8,
+                         max_length=24, scoring="rank", progress=False)
+    summary = finetune(cfg, tmp_path / "out")
+    _, counts = np.unique(np.asarray(load_task(keyword).splits["dev"].labels, dtype=str), return_counts=True)
+    assert len(counts) == 2 and summary["baselines"]["majority"]["score"] == pytest.approx(counts.max() / counts.sum())
+    assert summary["baselines"]["bag_of_words"]["score"] >= 0.95  # the word `red` decides the label
+
+
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory, sentiment, t5_checkpoint) -> Path:
     """Pretraining shards in the checkpoint's vocabulary, for the unsupervised part of a mixture."""
@@ -175,9 +187,12 @@ def test_mixture_rates_rows_and_batches(tmp_path, keyword, sentiment, shards, t5
     again = mix.batch(rows, prep.pad_id)
     assert all(torch.equal(batch[k], again[k]) for k in batch)
     assert batch["input_ids"].shape[0] == 48 and (batch["labels"] != -100).any(1).all()
-    finetune(cfg, tmp_path / "out")
+    summary = finetune(cfg, tmp_path / "out")
     best = json.loads((tmp_path / "out" / "vanilla" / "seed-0" / "best.json").read_text())
     assert best["mixture"]["rates"] == pytest.approx(mix.rates)
+    # the baselines are the task's own (its 400 training rows), not the mixture's
+    assert summary["baselines"]["majority"]["score"] == pytest.approx(0.5)
+    assert summary["baselines"]["bag_of_words"]["score"] >= 0.95
 
 
 def test_mixture_needs_an_encoder_decoder(tmp_path, keyword, sentiment, t5_checkpoint):

@@ -5,6 +5,8 @@ more than which words occur. Both are scored on every dev split with the task's 
 fine-tuned models are. The bag of words is scikit-learn's: unigram and bigram counts of the (lower-cased)
 text (a pair joined with its second sentence's words marked), logistic regression for classification,
 ridge regression for regression tasks, fitted on at most `MAX_TRAIN` training examples (the first ones).
+Text-to-text fine-tuning scores label words that stand for the same classes, so the same baselines apply;
+a multi-task mixture's baselines are the task's own (its first part), not the mixture's.
 """
 
 from __future__ import annotations
@@ -26,9 +28,16 @@ def _texts(examples) -> list[str]:
     return [a + " " + " ".join("b_" + w for w in str(b).split()) for a, b in zip(text_a, examples.text_b)]
 
 
+def _own_train(prep):
+    """The task's own training rows: a multi-task mixture's first part is the task itself."""
+    train = prep.splits["train"]
+    parts = getattr(train, "parts", None)
+    return next(iter(parts.values())) if parts else train
+
+
 def task_baselines(prep) -> dict[str, dict[str, dict[str, float]]]:
     """{"majority": {dev split: metrics}, "bag_of_words": {...}} for a `Prepared` task (labels as encoded)."""
-    labels = prep.splits["train"].labels[:MAX_TRAIN]
+    labels = _own_train(prep).labels[:MAX_TRAIN]
     regression = prep.num_labels == 1
     vectorizer = CountVectorizer(ngram_range=(1, 2), min_df=1, token_pattern=r"(?u)\b\w+\b")
     # the prepared split holds the first examples (`max_train_examples` too): the same rows as the raw texts

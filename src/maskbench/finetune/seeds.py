@@ -201,8 +201,7 @@ def _finetune_in(cfg: FinetuneConfig, out_dir: Path, prep: Prepared, fp: str, ta
                "runs": {m: {str(s): str(_run_dir(out_dir, m, s).relative_to(out_dir)) for s in sorted(done[m])}
                         for m in order},
                "failed": failed}
-    classified = not is_squad(cfg.task) and getattr(prep, "text_to_text", None) is None
-    context["baselines"] = task_baselines(prep) if classified else None
+    context["baselines"] = None if is_squad(cfg.task) else task_baselines(prep)
     summary = summarize(runs, prep.metric_names, prep.dev_splits, context)
     note = _defaults_note(cfg, prep)
     resolved = dataclasses.replace(cfg, lr=prep.lr, epochs=prep.epochs, warmup=prep.warmup)
