@@ -1,5 +1,6 @@
 """The trainer's GPU-speed switches on the CPU: static predicted-row counts train like the dynamic path,
-`deterministic = true` turns deterministic kernels on, and unpadded batches reach the model without a mask."""
+`deterministic = true` turns deterministic kernels on, unpadded batches reach the model without a mask,
+`compile_mode` reaches the compiler, and the model's speed switches are config keys."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import torch
 from maskbench.errors import ConfigError
 from maskbench.train import pretrain, read_metrics
 from maskbench.train.evaluate import to_device
-from trainkit import tiny_config
+from maskbench.train.loop import Trainer
+from trainkit import TINY_MODEL, tiny_config
 
 NO_DROPOUT = {"dropout": 0.0, "attention_dropout": 0.0}
 
@@ -63,3 +65,25 @@ def test_an_unpadded_batch_reaches_the_model_without_a_mask():
     keys = ("input_ids", "attention_mask")
     assert set(to_device(full, keys, torch.device("cpu"))) == {"input_ids"}
     assert torch.equal(to_device(padded, keys, torch.device("cpu"))["attention_mask"], padded["attention_mask"])
+
+
+def test_compile_mode_reaches_torch_compile_and_is_checked(tiny_data, tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(torch, "compile", lambda model, **kwargs: calls.append(kwargs) or model)
+    for mode, expected in (("default", None), ("reduce-overhead", "reduce-overhead")):
+        config = tiny_config(tiny_data, compile=True, compile_mode=mode, budget={"steps": 1})
+        Trainer.build(config, tmp_path / mode).close()
+        assert calls[-1] == {"mode": expected}
+    with pytest.raises(ConfigError, match="compile_mode"):
+        tiny_config(tiny_data, compile=True, compile_mode="fastest")
+
+
+def test_model_speed_switches_train_from_the_config(tiny_data, tmp_path):
+    """`model.qkv_layout` gives the same run bit for bit; `model.autocast_residual` changes nothing in float32."""
+    runs = {}
+    for name, extra in (("default", {}), ("heads", {"qkv_layout": "heads"}), ("residual", {"autocast_residual": True})):
+        pretrain(tiny_config(tiny_data, model={**TINY_MODEL, **extra}, budget={"steps": 3}, eval={"at_end": False}),
+                 tmp_path / name)
+        runs[name] = [r["loss"] for r in read_metrics(tmp_path / name)]
+    assert len(runs["default"]) == 3
+    assert runs["heads"] == runs["default"] == runs["residual"]

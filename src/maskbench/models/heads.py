@@ -18,7 +18,8 @@ from torch import nn
 from ..config import check_choice, check_range
 from ..errors import ConfigError
 from ..labels import IGNORE_INDEX
-from .encoder import EncoderConfig, EncoderModel, activation_fn, init_weights
+from .encoder import EncoderConfig, EncoderModel, activation_fn, init_weights, layer_norm
+from .loss import cross_entropy
 
 SENTENCE_TASKS = (None, "nsp", "sop")
 
@@ -32,10 +33,11 @@ class MLMHead(nn.Module):
         self.LayerNorm = nn.LayerNorm(config.embed_dim, eps=config.layer_norm_eps)
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
         self.act = activation_fn(config.activation)
+        self.autocast_residual = config.autocast_residual
 
     def forward(self, hidden: torch.Tensor, word_embeddings: torch.Tensor) -> torch.Tensor:
         """Logits for the given rows of hidden states (any leading shape)."""
-        x = self.LayerNorm(self.act(self.dense(hidden)))
+        x = layer_norm(self.LayerNorm, self.act(self.dense(hidden)), self.autocast_residual)
         return F.linear(x, word_embeddings, self.bias)
 
 
@@ -50,7 +52,7 @@ def _static_loss_and_counts(logits: torch.Tensor, targets: torch.Tensor):
     (sum over real rows / their count) without a shape or a branch that depends on the data."""
     valid = targets != IGNORE_INDEX
     count = valid.sum()
-    total = F.cross_entropy(logits.float(), targets, ignore_index=IGNORE_INDEX, reduction="sum")
+    total = cross_entropy(logits, targets, reduction="sum")
     loss = total / count.clamp(min=1)
     correct = ((logits.detach().argmax(-1) == targets) & valid).sum()
     return loss, correct, count
@@ -61,7 +63,7 @@ def _loss_and_counts(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch
     count = torch.tensor(targets.numel(), dtype=torch.long, device=targets.device)
     if targets.numel() == 0:
         return logits.float().sum() * 0.0, count.clone(), count
-    loss = F.cross_entropy(logits.float(), targets)
+    loss = cross_entropy(logits, targets)
     correct = (logits.detach().argmax(-1) == targets).sum()
     return loss, correct, count
 

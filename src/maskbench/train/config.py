@@ -19,6 +19,7 @@ from ..errors import ConfigError
 #: Bumped when a config key changes meaning; `config.toml` of every run records it.
 FORMAT_VERSION = 1
 
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|h|m|s)")
 _UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 
@@ -219,6 +220,7 @@ class PretrainConfig:
     device: str = "auto"
     precision: Literal["fp32", "bf16"] = "fp32"
     compile: bool = False
+    compile_mode: str = "default"  # torch.compile's mode; "reduce-overhead" replays CUDA graphs (static shapes)
     deterministic: bool = False  # deterministic kernels (bit-exact resume on a GPU too; see docs/pretraining.md)
     threads: int | None = None  # torch intra-op threads; None: PyTorch's default
     format_version: int = FORMAT_VERSION
@@ -230,6 +232,7 @@ class PretrainConfig:
                 f"update the config (see docs/pretraining.md) or use the maskbench version that wrote it",
                 "format_version")
         check_choice("device", self.device.split(":")[0], ["auto", "cpu", "cuda", "mps"])
+        check_choice("compile_mode", self.compile_mode, COMPILE_MODES)
         check_range("threads", self.threads, 1, None)
         if not isinstance(self.objective.get("name"), str):
             raise ConfigError("needs a name, e.g. name = \"mlm\" (see `maskbench objectives`)", "objective.name")

@@ -48,7 +48,8 @@ from .optim import Optimization, build_optimization
 from .state import TrainState, WindowStats
 
 #: Sections that may change when a run is resumed (they do not change what a step computes).
-RESUMABLE_CHANGES = ("budget", "eval", "log", "checkpoint", "threads", "distributed", "compile", "device")
+RESUMABLE_CHANGES = ("budget", "eval", "log", "checkpoint", "threads", "distributed", "compile", "compile_mode",
+                     "device")
 #: Settings that may change on resume although they change the steps: the remedies for a diverged run.
 #: Each change is recorded in the run's history.jsonl.
 RECOVERY_CHANGES = ("optim.lr", "optim.grad_clip", "schedule.warmup_steps", "schedule.warmup_fraction")
@@ -382,7 +383,7 @@ class Trainer:
         budget = cfg.budget
         optimization = build_optimization(model, cfg.optim, cfg.schedule, budget.steps, budget.seconds, device)
         if cfg.compile:
-            model = torch.compile(model)
+            model = torch.compile(model, mode=None if cfg.compile_mode == "default" else cfg.compile_mode)
         state = TrainState(seed=cfg.seed, window=WindowStats(s.terms, device), device=device)
         first_bad_step = torch.full((), math.inf, dtype=torch.float64, device=device)
         torch.manual_seed(cfg.seed * 1_000_003 + world.rank)  # dropout: one stream per rank
