@@ -16,7 +16,13 @@ over the bf16 matmul peak measured in the same run (`peak.py`). Peak memory: `to
 per side.
 
 Switches (each turns one speed-up off, to measure what it is worth): `--no-static` (dynamic predicted-row
-count), `--no-flash` (SDPA's math kernel only), `--no-bucketing` (fine-tuning in random batches).
+count), `--no-flash` (SDPA's math kernel only), `--no-bucketing` (fine-tuning in random batches). The model's
+speed switches (docs/pretraining.md "On a GPU") set maskbench's side: `--qkv-layout`, `--autocast-residual`,
+`--fused-norm` (T5), `--compile-mode`; `--variants NAME...` adds, for each named switch, one more maskbench
+side with that switch flipped, measured in the same alternation (the ablation: every side against the same
+HF side, in one process). Memory: the peak allocated during a window above what was allocated when it began
+(activations, gradients and temporaries of one step; the weights and optimiser states of the sides are
+resident throughout).
 
     python benchmarks/bench_gpu.py                           # the full table on the GPU
     python benchmarks/bench_gpu.py --tiny --modes eager      # tiny shapes, any machine (CI runs this)
@@ -56,6 +62,28 @@ TINY = {
 }
 RATE = 0.15
 VOCAB = {"bert": 30522, "t5": 32128}
+SWITCHES = {"encoder": ("qkv_layout", "autocast_residual"), "t5": ("fused_norm",)}  # model keys per family
+FAMILY = {"bert-base": "encoder", "bert-large": "encoder", "t5-base": "t5", "finetune": "encoder"}
+
+
+def switches(args, family: str) -> dict:
+    """The model's speed switches for maskbench's main side, from the command line."""
+    chosen = {"qkv_layout": args.qkv_layout, "autocast_residual": args.autocast_residual,
+              "fused_norm": args.fused_norm}
+    return {k: chosen[k] for k in SWITCHES[family]}
+
+
+def variants(args, family: str) -> dict[str, dict]:
+    """Side name -> switches: the main side, then one side per `--variants` switch (flipped) of this family."""
+    base = switches(args, family)
+    sides = {"maskbench": base}
+    for name in args.variants:
+        if name in base:
+            value = base[name]
+            flipped = (not value) if isinstance(value, bool) else {"tokens": "heads", "heads": "tokens"}[value]
+            label = f"{name}={'on' if flipped is True else 'off' if flipped is False else flipped}"
+            sides[f"maskbench[{label}]"] = {**base, name: flipped}
+    return sides
 
 
 @dataclass
@@ -115,12 +143,13 @@ def t5_flops(config, batch: int, enc: int, dec: int) -> float:
 # --- maskbench pretraining (the trainer's own step) ----------------------------------------------------------
 
 def maskbench_pretrain(shards: Path, case: dict, objective: dict, compiled: bool, static: bool, precision: str,
-                       device: torch.device, out: Path):
+                       device: torch.device, out: Path, model_switches: dict | None = None,
+                       compile_mode: str = "default"):
     from maskbench.config import from_dict
     from maskbench.train import PretrainConfig
     from maskbench.train.loop import Trainer
 
-    model = {"size": case["size"], **case.get("overrides", {})}
+    model = {"size": case["size"], **case.get("overrides", {}), **(model_switches or {})}
     if static and objective["name"] == "mlm":
         model["static_predictions"] = objective["mask_rate"]
     config = from_dict(PretrainConfig, {
@@ -128,7 +157,7 @@ def maskbench_pretrain(shards: Path, case: dict, objective: dict, compiled: bool
         "model": model, "objective": objective,
         "optim": {"name": "adamw", "lr": 1e-4, "grad_clip": 1.0},
         "batch": {"size": case["batch"]}, "budget": {"steps": 10**9}, "precision": precision,
-        "compile": compiled, "device": device.type,
+        "compile": compiled, "compile_mode": compile_mode, "device": device.type,
         "log": {"progress": False, "tensorboard": False, "every": 10**9},
         "checkpoint": {"every": 0, "final": False}, "eval": {"at_end": False},
     })
@@ -180,14 +209,17 @@ def hf_mlm(trainer, compiled: bool, precision: str, device: torch.device, steps:
 
 def mlm_case(name: str, case: dict, args, shards: Path, compiled: bool, device, out: Path) -> dict[str, Side]:
     objective = {"name": "mlm", "mask_rate": RATE}
-    trainer, mb_step = maskbench_pretrain(shards, case, objective, compiled, not args.no_static, args.precision,
-                                          device, out)
-    c = trainer.raw_model.config
+    sides, trainer = {}, None
     tokens = case["batch"] * case["seq"]
-    flops = encoder_flops(c, tokens, case["batch"], case["seq"], labelled=RATE * case["batch"] * (case["seq"] - 2))
+    for index, (side, model_switches) in enumerate(variants(args, "encoder").items()):
+        trainer_i, mb_step = maskbench_pretrain(shards, case, objective, compiled, not args.no_static, args.precision,
+                                                device, out / str(index), model_switches, args.compile_mode)
+        trainer = trainer or trainer_i
+        flops = encoder_flops(trainer_i.raw_model.config, tokens, case["batch"], case["seq"],
+                              labelled=RATE * case["batch"] * (case["seq"] - 2))
+        sides[side] = Side(mb_step, lambda i: tokens, lambda i, f=flops: f)
     hf_step = hf_mlm(trainer, compiled, args.precision, device, args.hf_batches)
-    return {"maskbench": Side(mb_step, lambda i: tokens, lambda i: flops),
-            "hf": Side(hf_step, lambda i: tokens, lambda i: flops)}
+    return {**sides, "hf": Side(hf_step, lambda i: tokens, lambda i: flops)}
 
 
 def t5_case(name: str, case: dict, args, shards: Path, compiled: bool, device, out: Path) -> dict[str, Side]:
@@ -198,7 +230,12 @@ def t5_case(name: str, case: dict, args, shards: Path, compiled: bool, device, o
 
     transformers.logging.set_verbosity_error()
     objective = {"name": "span_corruption"}
-    trainer, mb_step = maskbench_pretrain(shards, case, objective, compiled, False, args.precision, device, out)
+    sides, trainer = {}, None
+    for index, (side, model_switches) in enumerate(variants(args, "t5").items()):
+        trainer_i, mb_step = maskbench_pretrain(shards, case, objective, compiled, False, args.precision, device,
+                                                out / str(index), model_switches, args.compile_mode)
+        trainer = trainer or trainer_i
+        sides[side] = mb_step
     c = trainer.raw_model.config
     torch.manual_seed(0)
     model = T5ForConditionalGeneration(T5Config(
@@ -230,7 +267,7 @@ def t5_case(name: str, case: dict, args, shards: Path, compiled: bool, device, o
 
     flops = t5_flops(c, case["batch"], enc, dec)
     tokens = case["batch"] * enc
-    return {"maskbench": Side(mb_step, lambda i: tokens, lambda i: flops),
+    return {**{side: Side(step, lambda i: tokens, lambda i: flops) for side, step in sides.items()},
             "hf": Side(hf_step, lambda i: tokens, lambda i: flops)}
 
 
@@ -286,16 +323,17 @@ def finetune_case(name: str, case: dict, args, shards: Path, compiled: bool, dev
 
         return Side(step, lambda i: real[i % len(real)], flops, shapes=len(batches))
 
-    config = named_config(case["size"], vocab_size=VOCAB["bert"])
-    for key, value in case.get("overrides", {}).items():
-        setattr(config, key, value)
+    sides = {}
+    for name, model_switches in variants(args, "encoder").items():
+        config = named_config(case["size"], vocab_size=VOCAB["bert"], **case.get("overrides", {}), **model_switches)
+        ours = EncoderForSequenceClassification(config, num_labels=2, generator=torch.Generator().manual_seed(0))
+        sides[name] = side(ours.to(device).train(), order)
     torch.manual_seed(0)
-    ours = EncoderForSequenceClassification(config, num_labels=2, generator=torch.Generator().manual_seed(0))
     hf = BertForSequenceClassification(BertConfig(
         vocab_size=config.vocab_size, hidden_size=config.hidden_size, num_hidden_layers=config.num_layers,
         num_attention_heads=config.num_heads, intermediate_size=config.intermediate_size, num_labels=2,
         attn_implementation="sdpa"))
-    return {"maskbench": side(ours.to(device).train(), order), "hf": side(hf.to(device).train(), plain)}
+    return {**sides, "hf": side(hf.to(device).train(), plain)}
 
 
 CASES = {"bert-base": mlm_case, "bert-large": mlm_case, "t5-base": t5_case, "finetune": finetune_case}
@@ -318,9 +356,10 @@ def measure(sides: dict[str, Side], args, device) -> dict:
         order = list(sides) if window % 2 == 0 else list(sides)[::-1]
         for name in order:
             side = sides[name]
+            sync(device)
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
-            sync(device)
+                resident = torch.cuda.memory_allocated(device)
             start = time.perf_counter()
             for i in range(index, index + args.steps):
                 side.step(i)
@@ -329,7 +368,7 @@ def measure(sides: dict[str, Side], args, device) -> dict:
             tokens[name].append(sum(side.tokens(i) for i in range(index, index + args.steps)))
             flops[name].append(sum(side.flops(i) for i in range(index, index + args.steps)))
             if device.type == "cuda":
-                memory[name] = max(memory[name], torch.cuda.max_memory_allocated(device))
+                memory[name] = max(memory[name], torch.cuda.max_memory_allocated(device) - resident)
         index += args.steps
     result = {}
     for name in sides:
@@ -341,7 +380,7 @@ def measure(sides: dict[str, Side], args, device) -> dict:
             "step_ms": median,
             "spread": (max(step_ms) - min(step_ms)) / median,
             "flops_per_s": statistics.median(f / s for f, s in zip(flops[name], times[name])),
-            "peak_memory_gb": memory[name] / 2**30,
+            "step_memory_gb": memory[name] / 2**30,
             "window_ms": step_ms,
         }
     return result
@@ -360,6 +399,12 @@ def main() -> None:
     parser.add_argument("--no-static", action="store_true", help="dynamic number of predicted rows")
     parser.add_argument("--no-flash", action="store_true", help="SDPA's math kernel only (no FlashAttention)")
     parser.add_argument("--no-bucketing", action="store_true", help="fine-tuning: random batches for maskbench too")
+    parser.add_argument("--qkv-layout", choices=["tokens", "heads"], default="tokens", help="model.qkv_layout")
+    parser.add_argument("--autocast-residual", action="store_true", help="model.autocast_residual = true")
+    parser.add_argument("--fused-norm", action="store_true", help="model.fused_norm = true (T5)")
+    parser.add_argument("--compile-mode", default="default", help="compile_mode (compiled runs)")
+    parser.add_argument("--variants", nargs="*", default=[], choices=sorted({k for v in SWITCHES.values() for k in v}),
+                        help="one more maskbench side per switch, flipped (the ablation)")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON lines here")
     parser.add_argument("--shards", type=Path, help="a shard folder to read (default: a synthetic one, built here)")
     args = parser.parse_args()
@@ -390,30 +435,36 @@ def main() -> None:
                 sides = CASES[name](name, case, args, shards, mode == "compiled", device,
                                     tmp / f"run-{name}-{mode}")
                 result = measure(sides, args, device)
-                mb, hf = result["maskbench"], result["hf"]
-                row = {"case": name, "mode": mode, "batch": case["batch"], "seq": case["seq"],
-                       "maskbench": mb, "hf": hf, "ratio": mb["tokens_per_s"] / hf["tokens_per_s"],
-                       "mfu_maskbench": mb["flops_per_s"] / peak, "mfu_hf": hf["flops_per_s"] / peak,
-                       "peak_tflops": peak / 1e12, "switches": {k: getattr(args, k) for k in
-                                                               ("no_static", "no_flash", "no_bucketing")}}
-                rows.append(row)
-                print(json.dumps(row), flush=True)
-                if args.json:
-                    with args.json.open("a") as f:
-                        f.write(json.dumps(row) + "\n")
+                hf = result["hf"]
+                model_switches = variants(args, FAMILY[name])
+                for side, mb in result.items():
+                    if side == "hf":
+                        continue
+                    row = {"case": name, "mode": mode, "side": side, "batch": case["batch"], "seq": case["seq"],
+                           "maskbench": mb, "hf": hf, "ratio": mb["tokens_per_s"] / hf["tokens_per_s"],
+                           "mfu_maskbench": mb["flops_per_s"] / peak, "mfu_hf": hf["flops_per_s"] / peak,
+                           "peak_tflops": peak / 1e12,
+                           "switches": {**{k: getattr(args, k) for k in ("no_static", "no_flash", "no_bucketing")},
+                                        **model_switches[side],
+                                        **({"compile_mode": args.compile_mode} if mode == "compiled" else {})}}
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+                    if args.json:
+                        with args.json.open("a") as f:
+                            f.write(json.dumps(row) + "\n")
                 del sides
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
     print(f"\n{info}\n")
-    print("| case | mode | maskbench tokens/s | MFU | HF tokens/s | HF MFU | ratio | step ms (mb / HF) | "
-          "spread (mb / HF) | peak GiB (mb / HF) |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| case | mode | maskbench side | maskbench tokens/s | MFU | HF tokens/s | HF MFU | ratio | "
+          "step ms (mb / HF) | spread (mb / HF) | step GiB (mb / HF) |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         mb, hf = r["maskbench"], r["hf"]
-        print(f"| {r['case']} ({r['batch']}x{r['seq']}) | {r['mode']} | {mb['tokens_per_s']:,.0f} | "
+        print(f"| {r['case']} ({r['batch']}x{r['seq']}) | {r['mode']} | {r['side']} | {mb['tokens_per_s']:,.0f} | "
               f"{r['mfu_maskbench']:.1%} | {hf['tokens_per_s']:,.0f} | {r['mfu_hf']:.1%} | **{r['ratio']:.2f}x** | "
               f"{mb['step_ms']:.1f} / {hf['step_ms']:.1f} | {mb['spread']:.1%} / {hf['spread']:.1%} | "
-              f"{mb['peak_memory_gb']:.1f} / {hf['peak_memory_gb']:.1f} |")
+              f"{mb['step_memory_gb']:.1f} / {hf['step_memory_gb']:.1f} |")
     sys.stdout.flush()
 
 

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# One device session (docs: BENCHMARKS.md "On the GPU"): the bench_gpu table, the CUDA determinism check and a
-# short profile, each part with its own time limit, everything written to $OUT (default ./gpu-out).
+# One device session (docs: BENCHMARKS.md "On the GPU"): the bench_gpu table with the speed-switch ablation,
+# compiled bert-base and bert-large, a short profile and the CUDA determinism check, in that order of
+# priority. Each part has its own time limit, cut to what is left of SESSION_S seconds (default 390), so one
+# slow part cannot starve the whole call. Everything is written to $OUT (default ./gpu-out).
 # Run from the repository root:  bash benchmarks/gpu_session.sh [quick|full]
 # `--tiny` shapes on a machine without a GPU:  TINY=1 bash benchmarks/gpu_session.sh
 set -u
 OUT=${OUT:-$PWD/gpu-out}
 mkdir -p "$OUT"
 MODE=${1:-full}
+SESSION_S=${SESSION_S:-390}
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH}
 if ls .whl/*.whl >/dev/null 2>&1; then  # packages the device image lacks (tomli_w), carried as wheels
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
@@ -20,7 +23,13 @@ tiny=${TINY:+--tiny}
 } 2>&1 | tee -a "$OUT/session.log"
 part() {  # part NAME SECONDS COMMAND...: run with a limit; everything goes to $OUT/session.log (few files come back)
   local name=$1 limit=$2; shift 2
-  echo "== $name (limit ${limit}s) $*" | tee -a "$OUT/session.log"
+  local left=$((SESSION_S - SECONDS - 5))
+  [ "$left" -lt "$limit" ] && limit=$left
+  if [ "$limit" -lt 20 ]; then
+    echo "== $name: skipped, ${left}s left of the session" | tee -a "$OUT/session.log"
+    return
+  fi
+  echo "== $name (limit ${limit}s, at ${SECONDS}s) $*" | tee -a "$OUT/session.log"
   local start=$SECONDS
   timeout -k 5 "$limit" "$@" 2>&1 | grep --line-buffered -v -E "Warning|warn\(" | tee -a "$OUT/session.log"
   echo "== $name: exit ${PIPESTATUS[0]} after $((SECONDS - start))s" | tee -a "$OUT/session.log"
@@ -33,11 +42,11 @@ SHARDS=/tmp/maskbench-bench-data tokens=400000
 [ -d $SHARDS/shards ] || $PY -c "import sys; sys.path.insert(0, 'benchmarks'); from pathlib import Path; \
 from bench_gpu import build_data; build_data(Path('$SHARDS'), 128, tokens=$tokens)"
 bench="$PY benchmarks/bench_gpu.py $tiny $steps --shards $SHARDS/shards"
-part eager 100 $bench --modes eager --json "$OUT/table.jsonl"
-part determinism 90 $PY benchmarks/gpu_determinism.py $tiny --steps 16 --every 6 --json "$OUT/determinism.json"
-part compiled 120 $bench --modes compiled --cases bert-base --json "$OUT/table.jsonl"
-if [ "$MODE" = full ]; then
-  part compiled-large 150 $bench --modes compiled --cases bert-large --json "$OUT/table.jsonl"
-  part ablation 90 $bench --modes eager --cases bert-base --no-static --json "$OUT/table.jsonl"
-fi
-part profile 60 $PY benchmarks/profile_gpu.py $tiny --out "$OUT/profile.txt"
+# every eager case with the ablation of the model's switches (extra maskbench sides, one HF side per case)
+part eager 150 $bench --modes eager --variants qkv_layout autocast_residual fused_norm --json "$OUT/table.jsonl"
+part compiled 150 $bench --modes compiled --cases bert-base --variants autocast_residual --json "$OUT/table.jsonl"
+part compiled-large 150 $bench --modes compiled --cases bert-large --json "$OUT/table.jsonl"
+part profile 45 $PY benchmarks/profile_gpu.py $tiny --out "$OUT/profile.txt"
+part determinism 90 $PY benchmarks/gpu_determinism.py $tiny --steps 16 --every 6 \
+  --json "$OUT/determinism.json"
+echo "== session: ${SECONDS}s" | tee -a "$OUT/session.log"

@@ -20,13 +20,17 @@ def test_bench_gpu_prints_the_table_at_tiny_shapes(tmp_path):
     rows = tmp_path / "rows.jsonl"
     result = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "bench_gpu.py"), "--tiny", "--modes", "eager", "--cases",
-         "bert-base", "t5-base", "finetune", "--windows", "2", "--steps", "1", "--warmup", "1", "--json", str(rows)],
+         "bert-base", "t5-base", "finetune", "--windows", "2", "--steps", "1", "--warmup", "1", "--json", str(rows),
+         "--variants", "autocast_residual"],
         capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     table = [line for line in result.stdout.splitlines() if line.startswith("| ")]
-    assert len(table) == 1 + 3  # header + one row per case
+    assert len(table) == 1 + 5  # header + one row per maskbench side (the variant applies to the encoders)
     records = [json.loads(line) for line in rows.read_text().splitlines()]
-    assert [r["case"] for r in records] == ["bert-base", "t5-base", "finetune"]
+    assert [(r["case"], r["side"]) for r in records] == [
+        ("bert-base", "maskbench"), ("bert-base", "maskbench[autocast_residual=on]"), ("t5-base", "maskbench"),
+        ("finetune", "maskbench"), ("finetune", "maskbench[autocast_residual=on]")]
+    assert [r["switches"].get("autocast_residual") for r in records] == [False, True, None, False, True]
     for r in records:
         for side in ("maskbench", "hf"):
             assert r[side]["tokens_per_s"] > 0 and len(r[side]["window_ms"]) == 2
