@@ -42,9 +42,12 @@ SHARDS=/tmp/maskbench-bench-data tokens=400000
 [ -d $SHARDS/shards ] || $PY -c "import sys; sys.path.insert(0, 'benchmarks'); from pathlib import Path; \
 from bench_gpu import build_data; build_data(Path('$SHARDS'), 128, tokens=$tokens)"
 bench="$PY benchmarks/bench_gpu.py $tiny $steps --shards $SHARDS/shards"
-# every eager case with the ablation of the model's switches (extra maskbench sides, one HF side per case)
-part eager 150 $bench --modes eager --cases bert-base finetune t5-base bert-large --variants qkv_layout autocast_residual fused_norm --json "$OUT/table.jsonl"
+# in order of priority; the eager parts carry the ablation of the model's switches (extra maskbench sides,
+# one HF side per case)
+variants="--variants qkv_layout autocast_residual fused_norm"
+part eager-base 60 $bench --modes eager --cases bert-base $variants --json "$OUT/table.jsonl"
 part compiled 150 $bench --modes compiled --cases bert-base --variants autocast_residual --json "$OUT/table.jsonl"
+part eager 120 $bench --modes eager --cases finetune t5-base bert-large $variants --json "$OUT/table.jsonl"
 part compiled-large 150 $bench --modes compiled --cases bert-large --json "$OUT/table.jsonl"
 part profile 45 $PY benchmarks/profile_gpu.py $tiny --out "$OUT/profile.txt"
 part determinism 90 $PY benchmarks/gpu_determinism.py $tiny --steps 16 --every 6 \
