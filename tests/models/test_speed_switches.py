@@ -58,6 +58,22 @@ def test_qkv_layouts_give_the_same_loss_and_gradients_bit_for_bit(static, norm, 
         assert torch.equal(grads_t[name], grads_h[name]), name
 
 
+def _backward_ops(layout: str) -> dict[str, int]:
+    encoder = EncoderModel(EncoderConfig(**TINY, qkv_layout=layout), torch.Generator().manual_seed(0))
+    total = encoder(mlm_batch()["input_ids"]).last_hidden_state.sum()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        total.backward()
+    return {e.key: e.count for e in prof.key_averages()}
+
+
+def test_tokens_layout_backward_makes_one_copy_fewer_per_layer():
+    """The "heads" layout's stacked dQ/dK/dV must be copied back to [B, L, 3H] (one clone per layer, the
+    `elementwise_kernel` of the H200 profile); the "tokens" layout stacks straight into it."""
+    tokens, heads = _backward_ops("tokens"), _backward_ops("heads")
+    assert heads.get("aten::clone", 0) - tokens.get("aten::clone", 0) == TINY["num_layers"]
+    assert tokens.get("aten::stack") == heads.get("aten::stack") == TINY["num_layers"]
+
+
 def test_qkv_layouts_give_the_same_attentions_and_queries():
     data = mlm_batch()
     outs = []

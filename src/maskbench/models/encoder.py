@@ -128,11 +128,11 @@ def split_qkv(qkv: torch.Tensor, parts: int, heads: int, layout: str) -> tuple[t
     """The fused projection's output [B, L, parts * H] as `parts` tensors [B, heads, L, d] (views).
 
     Both layouts give the same views, so the forward and every number are the same bit for bit; they differ
-    in the backward, which stacks dQ, dK, dV along the unbound dimension. "tokens" unbinds [B, L, 3, heads, d]
-    along the 3: the stacked gradient is the projection's own layout, one coalesced copy. "heads" (the
-    layout before the switch) unbinds [3, B, heads, L, d]: the stack transposes every element (a strided
-    `cat`) and the result is copied once more to get back to [B, L, 3H]; on an H200 the two took about a
-    tenth of an eager bf16 bert-base step."""
+    in the backward, which stacks dQ, dK, dV along the unbound dimension. "tokens" (cramming's
+    `b s three h d`) unbinds [B, L, 3, heads, d] along the 3, so the stack lands in the projection's own
+    layout. "heads" (the layout before the switch) unbinds [3, B, heads, L, d]: the stack writes heads-first
+    and the result is copied once more back to [B, L, 3H] (one copy per layer more; in the H200 profile of
+    bert-base that copy and the stack's `cat` were 4.6% and 5.7% of the eager bf16 step)."""
     b, length, width = qkv.shape
     qkv = qkv.view(b, length, parts, heads, width // (parts * heads))
     if layout == "heads":
