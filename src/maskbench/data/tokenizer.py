@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 from ..config import nearest
 from ..errors import DataError
@@ -129,7 +129,8 @@ def train_tokenizer(inputs: Sequence[str | Path] | str | Path, kind: str = "word
 
     The special tokens take ids 0..104 in `SPECIAL_TOKENS` order. A `[CLS] A [SEP] B [SEP]` post-processor
     is attached so `tokenizer.encode(a, b)` gives BERT's pair layout with type ids. Written atomically to
-    `out_path` (a `tokenizer.json`) when given.
+    `out_path` (a `tokenizer.json`) when given. The input is read lazily and handed over in items of
+    `TRAIN_ITEM_CHARS`, so memory grows with the number of distinct words, not with the corpus.
     """
     from .sources import iter_sentences, resolve_inputs  # lazy: `maskbench --help` imports this module
 
@@ -141,24 +142,18 @@ def train_tokenizer(inputs: Sequence[str | Path] | str | Path, kind: str = "word
         texts = iter_sentences(sources, text_field=text_field)
     seen = 0
 
-    def batches():
+    def nonempty():
         nonlocal seen
-        batch: list[str] = []
         for text in texts:
             if text:
-                batch.append(text)
                 seen += 1
-            if len(batch) >= 1000:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
+                yield text
 
     try:
         if kind == "wordpiece":
-            tok = _train_wordpiece(tok, batches(), vocab_size, min_frequency, show_progress)
+            tok = _train_wordpiece(tok, _items(nonempty()), vocab_size, min_frequency, show_progress)
         else:
-            tok.train_from_iterator(batches(), trainer=_trainer(kind, vocab_size, min_frequency, show_progress))
+            tok.train_from_iterator(_items(nonempty()), trainer=_trainer(kind, vocab_size, min_frequency, show_progress))
     except Exception as e:  # the Rust trainer raises plain Exceptions with its own message
         if isinstance(e, DataError):
             raise
@@ -175,12 +170,54 @@ def train_tokenizer(inputs: Sequence[str | Path] | str | Path, kind: str = "word
     return tok
 
 
+#: Characters in one item handed to a Rust trainer. `train_from_iterator` reads 256 items ahead, so this
+#: bounds the text held at once (256 x 16K characters) whatever the size of the corpus or of its lines.
+TRAIN_ITEM_CHARS = 1 << 14
+
+
+def _pieces(text: str, limit: int = TRAIN_ITEM_CHARS) -> Iterator[str]:
+    """`text` in pieces of at most `limit` characters, cut at a space that begins a word.
+
+    The piece after a cut starts with that word, and every pre-tokenizer here (BERT's, Metaspace,
+    byte-level with its added prefix space) then splits the pieces into the words of the whole text,
+    so a trained vocabulary does not depend on where lines were cut. A word longer than `limit`
+    (no such space) is cut where it must be.
+    """
+    while len(text) > limit:
+        cut = text.rfind(" ", 1, limit)
+        while cut > 0 and text[cut + 1].isspace():
+            cut = text.rfind(" ", 1, cut)
+        if cut <= 0:
+            yield text[:limit]
+            text = text[limit:]
+        else:
+            yield text[:cut]
+            text = text[cut + 1:]
+    yield text
+
+
+def _items(texts: Iterable[str], limit: int = TRAIN_ITEM_CHARS) -> Iterator[list[str]]:
+    """The texts, lazily, as lists of about `limit` characters (long texts cut by `_pieces`)."""
+    item: list[str] = []
+    size = 0
+    for text in texts:
+        for piece in _pieces(text, limit):
+            item.append(piece)
+            size += len(piece)
+            if size >= limit:
+                yield item
+                item, size = [], 0
+    if item:
+        yield item
+
+
 # WordPiece training, made deterministic. The library's WordPieceTrainer gives continuation pieces ("##c")
 # ids in hash-map order, so ties between equally frequent merges break differently on every run (and the
 # vocabulary changes). Its byte-pair trainer without a prefix sorts its alphabet and is deterministic, so
 # we train that on words whose non-initial characters are moved to a private-use plane (a stand-in for
 # "##c"), then map the pieces back: the same vocabulary WordPiece training computes. Words are counted
-# here first (normalizing whole batches at once), so only distinct words are marked in Python.
+# here first (normalizing whole items at once), so only distinct words are marked in Python and only the
+# counts are held; the trainer then reads each word repeated `count` times, in items of bounded size.
 _CONTINUATION = 0xF0000
 _TO_CONTINUATION = {i: _CONTINUATION + i for i in range(0x10000)}
 
@@ -205,26 +242,31 @@ def _unmark(piece: str) -> str:
     return text
 
 
-def _train_wordpiece(tok, batches, vocab_size: int, min_frequency: int, show_progress: bool):
+def _train_wordpiece(tok, items: Iterable[list[str]], vocab_size: int, min_frequency: int, show_progress: bool):
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers  # lazy: `maskbench --help` imports this module
 
     normalizer = tok.normalizer
     words = _bert_words()
     counts: Counter = Counter()
-    for batch in batches:
-        counts.update(words.findall(normalizer.normalize_str(" ".join(batch))))
+    for item in items:
+        counts.update(words.findall(normalizer.normalize_str(" ".join(item))))
 
     def repeated():
-        chunk, size = [], 0
+        item, size = [], 0
         for word in sorted(counts):
-            n = counts[word]
-            chunk.append(" ".join([_mark(word)] * n))
-            size += n
-            if size >= 100_000:
-                yield chunk
-                chunk, size = [], 0
-        if chunk:
-            yield chunk
+            marked = _mark(word)
+            per_piece = max(1, TRAIN_ITEM_CHARS // (len(marked) + 1))
+            left = counts[word]
+            while left:
+                repeats = min(left, per_piece)
+                item.append(" ".join([marked] * repeats))
+                size += repeats * (len(marked) + 1)
+                left -= repeats
+                if size >= TRAIN_ITEM_CHARS:
+                    yield item
+                    item, size = [], 0
+        if item:
+            yield item
 
     bpe = Tokenizer(models.BPE(unk_token="[UNK]"))
     bpe.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
