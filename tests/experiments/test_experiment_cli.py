@@ -157,3 +157,48 @@ def test_albert_paper_scale_is_albert_s_recipe():
     assert {p["objective"]["name"] for p in cells} == {"mlm", "nsp", "sop"}
     metrics = {c.metric for c in spec.claims}
     assert {"pretrain.val_sop_pairs_accuracy", "pretrain.val_nsp_pairs_accuracy"} <= metrics
+
+
+def _damaged_model_folder(folder, damage: str):
+    from maskbench.models.checkpoint import save_model
+    from maskbench.models.encoder import EncoderConfig, EncoderModel
+
+    save_model(EncoderModel(EncoderConfig(vocab_size=200, hidden_size=16, num_layers=1, num_heads=2,
+                                          intermediate_size=32, max_positions=32)), folder)
+    meta = json.loads((folder / "config.json").read_text())
+    if damage == "no config":
+        del meta["config"]
+    elif damage == "config not a table":
+        meta["config"] = [1, 2]
+    elif damage == "bad value":
+        meta["config"]["hidden_size"] = "wide"
+    (folder / "config.json").write_text("{torn" if damage == "not json" else json.dumps(meta))
+    return folder
+
+
+@pytest.mark.parametrize("damage,message", [("no config", "lacks 'config'"),
+                                            ("config not a table", "'config' is not a table"),
+                                            ("not json", "cannot read"), ("bad value", "hidden_size")])
+def test_a_damaged_model_folder_is_one_line_before_anything_runs(tmp_path, capsys, damage, message):
+    model = _damaged_model_folder(tmp_path / "model", damage)
+    spec = tmp_path / "mini.toml"
+    spec.write_text(MINI_SPEC)
+    out = tmp_path / "out"
+    assert main(["experiment", "run", str(spec), "--out", str(out), "--quiet",
+                 "--set", f"pretrain.model_path={model}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("maskbench: error: pretrain.model_path: ") and message in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("damage,message", [("no config", "lacks 'config'"), ("not json", "cannot read")])
+def test_a_damaged_stage_model_folder_fails_its_stage_in_one_line(tmp_path, damage, message):
+    """The pretrain stage counts parameters from its run's model/config.json: damage there is a
+    CheckpointError naming the file (one line in the failure list), never a KeyError."""
+    from maskbench.errors import CheckpointError
+    from maskbench.experiments.stages import _parameter_counts
+
+    model = _damaged_model_folder(tmp_path / "run" / "model", damage)
+    with pytest.raises(CheckpointError, match=message) as caught:
+        _parameter_counts(model)
+    assert str(model / "config.json") in str(caught.value) and "\n" not in str(caught.value)

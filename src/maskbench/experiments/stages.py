@@ -32,7 +32,7 @@ from ..data.shards import PrepareConfig, Shards, prepare
 from ..data.sources import iter_sentences, resolve_inputs
 from ..data.synth import generate_corpus, write_tasks
 from ..data.tokenizer import load_tokenizer, special_ids, train_tokenizer
-from ..errors import ConfigError, MaskbenchError
+from ..errors import CheckpointError, ConfigError, MaskbenchError
 from ..finetune import finetune
 from ..finetune.config import FinetuneConfig
 from ..inspect import HeadThresholds, ProbeConfig, attention, probe, write_html
@@ -40,7 +40,7 @@ from ..inspect.heads import head_patterns, plot_heads
 from ..inspect.probes import plot_probes
 from ..io import read_json, write_json, write_text
 from ..models import load_model, save_model
-from ..models.checkpoint import model_config_json, resolve_model_dir
+from ..models.checkpoint import NATIVE_MODEL_TYPE, model_settings, read_meta, resolve_model_dir
 from ..models.encoder import EncoderConfig
 from ..models.encoder_decoder import EncoderDecoderConfig
 from ..models.sizes import count_parameters, named_config
@@ -145,6 +145,8 @@ def validate_config(config: dict) -> dict:
     model_path = _section(config, "pretrain").get("model_path")
     if model_path is not None and not isinstance(model_path, str):
         raise ConfigError(f"expected a path to a model folder, got {model_path!r}", "pretrain.model_path")
+    if model_path:
+        _check_model_folder(model_path)
     if _section(config, "data").get("source") == "none" and not model_path:
         raise ConfigError("data.source = \"none\" has no corpus to pretrain on; set pretrain.model_path to a "
                           "model folder (maskbench or Hugging Face)", "pretrain.model_path")
@@ -327,6 +329,24 @@ def _sentence_pairs(model_dir: Path, config) -> dict:
     return {f"val_{task}_pairs_accuracy": value for task, value in scores.items() if value is not None}
 
 
+def _check_model_folder(model_path: str) -> None:
+    """A local maskbench model folder whose config.json is damaged is refused before any stage runs.
+
+    Hub ids and missing paths are left to the stage (a download may make them exist); a Hugging Face
+    folder's config.json is read by the importer.
+    """
+    path = Path(model_path).expanduser()
+    if not path.exists():
+        return
+    try:
+        directory = resolve_model_dir(path)
+        meta = read_meta(directory)
+        if "architecture" in meta or meta.get("model_type", NATIVE_MODEL_TYPE) == NATIVE_MODEL_TYPE:
+            _parameter_counts(directory)
+    except CheckpointError as e:
+        raise ConfigError(str(e), "pretrain.model_path") from None
+
+
 def _external_model(model_path: str) -> dict:
     """A model that was pretrained elsewhere (a maskbench run or model folder, a Hugging Face folder)."""
     path = Path(model_path).expanduser()
@@ -337,7 +357,7 @@ def _external_model(model_path: str) -> dict:
     result: dict[str, Any] = {"pretrained": True, "external": True, "model": str(model_dir)}
     try:
         result.update(_parameter_counts(model_dir))
-    except (MaskbenchError, KeyError):  # a Hugging Face folder: counted when loaded
+    except CheckpointError:  # a Hugging Face folder (or a damaged one, which load_model names): counted when loaded
 
         model = load_model(model_dir, head="encoder")
         result["parameters"] = int(sum(p.numel() for p in model.parameters()))
@@ -363,9 +383,13 @@ def _random_model(config, tokenizer: Path, out: Path) -> dict:
 
 
 def _parameter_counts(model_dir: Path) -> dict:
-    meta = model_config_json(model_dir)
-    cls = EncoderDecoderConfig if meta.get("architecture") == "EncoderDecoderModel" else EncoderConfig
-    count = count_parameters(from_dict(cls, meta["config"]))
+    model_dir = resolve_model_dir(model_dir)
+    architecture, config, _head = model_settings(model_dir)
+    cls = EncoderDecoderConfig if architecture == "EncoderDecoderModel" else EncoderConfig
+    try:
+        count = count_parameters(from_dict(cls, config))
+    except ConfigError as e:
+        raise CheckpointError(f"{model_dir / 'config.json'}: {e}") from None
     return {"parameters": int(count.total), "parameters_embedding": int(count.embedding),
             "parameters_non_embedding": int(count.total - count.embedding)}
 

@@ -14,7 +14,6 @@ is reported in one line; a checksum catches bit rot that a well-formed file woul
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from pathlib import Path
 
@@ -140,6 +139,17 @@ def read_meta(directory: Path) -> dict:
     return meta
 
 
+def model_settings(directory: Path, meta: dict | None = None) -> tuple[str, dict, dict | None]:
+    """(architecture, config, head) of a maskbench model folder; one line when config.json is not one's."""
+    meta = read_meta(directory) if meta is None else meta
+    for key in ("architecture", "config"):
+        if key not in meta:
+            raise CheckpointError(f"{directory / CONFIG} lacks '{key}'; it is not a maskbench model folder")
+    if not isinstance(meta["config"], dict):
+        raise CheckpointError(f"{directory / CONFIG}: 'config' is not a table of model settings")
+    return meta["architecture"], meta["config"], meta.get("head")
+
+
 def check_state(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor], where: str,
                 allow_extra: bool = False) -> None:
     """Raise CheckpointError naming the first missing, unexpected or mis-shaped weight."""
@@ -220,4 +230,4 @@ def assemble(architecture: str, config: dict, head_info: dict | None, state: dic
 
 def model_config_json(path: str | os.PathLike) -> dict:
     """The config.json of a model folder (resolved like `load_model`), for tools that only need shapes."""
-    return json.loads((resolve_model_dir(path) / CONFIG).read_text(encoding="utf-8"))
+    return read_meta(resolve_model_dir(path))

@@ -10,9 +10,8 @@ import os
 
 from torch import nn
 
-from ..errors import CheckpointError
-from .checkpoint import (CONFIG, NATIVE_MODEL_TYPE, read_meta, assemble, check_config_against_weights, read_state,
-                         resolve_model_dir)
+from .checkpoint import (NATIVE_MODEL_TYPE, assemble, check_config_against_weights, model_settings, read_meta,
+                         read_state, resolve_model_dir)
 from .hf_import import import_hf_state
 
 
@@ -30,12 +29,7 @@ def load_model(path: str | os.PathLike, head: str | None = None, num_labels: int
     if meta.get("model_type", NATIVE_MODEL_TYPE) != NATIVE_MODEL_TYPE and "architecture" not in meta:
         architecture, config, head_info, state = import_hf_state(directory)
     else:
-        for key in ("architecture", "config"):
-            if key not in meta:
-                raise CheckpointError(f"{directory / CONFIG} lacks '{key}'; it is not a maskbench model folder")
-        architecture, config, head_info = meta["architecture"], meta["config"], meta.get("head")
-        if not isinstance(config, dict):
-            raise CheckpointError(f"{directory / CONFIG}: 'config' is not a table of model settings")
+        architecture, config, head_info = model_settings(directory, meta)
         check_config_against_weights(directory, architecture, config, head_info)
         state = read_state(directory, verify)
     model = assemble(architecture, config, head_info, state, str(directory), head, num_labels, seed)
