@@ -255,3 +255,40 @@ def test_transfer_scores_are_rows_of_their_own_and_claims_can_name_them(tmp_path
     assert set(scores) == {(t, m) for t in ("synth", "other (domain transfer from synth)") for m in ("vanilla", "child_d")}
     verdict = evaluate_claim(results, spec.claims[0])
     assert verdict.verdict == "agrees" and verdict.better_mean - verdict.worse_mean > 0.03
+
+
+@pytest.mark.parametrize("cells", [3, 20, 30])
+def test_loss_curves_stay_readable_with_many_cells(tmp_path, cells):
+    """One legend entry and one distinct colour per cell; the legend sits beside the axes (never over a
+    curve) and inside the saved figure."""
+    import json
+
+    from maskbench.experiments.report.collect import CellResult, Results
+    from maskbench.experiments.report.plots import _png, loss_curves_figure
+
+    results = Results(out=tmp_path, index={}, cells=[])
+    for i in range(cells):
+        folder = tmp_path / f"cell{i}"
+        (folder / "run").mkdir(parents=True)
+        records = [{"step": s, "kind": kind, "loss": 5.0 - s / 10 + i / 100} for s in (1, 2, 3)
+                   for kind in ("train", "eval")]
+        (folder / "run" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+        results.cells.append(CellResult(id=f"c{i}", label=f"mask rate {i}", labels={}, assignment={}, series=[],
+                                        status="done", error=None, config={}, pretrain={"steps": 3},
+                                        pretrain_dir=folder))
+    plt, fig, ax = loss_curves_figure(results)
+    try:
+        legend = ax.get_legend()
+        assert [t.get_text() for t in legend.get_texts()] == [f"mask rate {i}" for i in range(cells)]
+        colours = [tuple(handle.get_color()) for handle in legend.legend_handles]
+        assert len(set(colours)) == cells
+        lines = ax.get_lines()
+        assert len(lines) == 2 * cells and {tuple(line.get_color()) for line in lines} == set(colours)
+        fig.tight_layout()
+        fig.canvas.draw()
+        box, axes = legend.get_window_extent(), ax.get_window_extent()
+        assert box.x0 >= axes.x1, "the legend overlaps the axes"
+        figure = fig.bbox
+        assert box.x1 <= figure.x1 + 1 and box.y0 >= figure.y0 - 1, "the legend is cut off the saved figure"
+    finally:
+        assert _png(plt, fig).startswith(b"\x89PNG")

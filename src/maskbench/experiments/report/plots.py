@@ -116,6 +116,25 @@ def _plot_score_vs(results: Results, key: str) -> bytes | None:
 
 
 def _plot_loss_curves(results: Results) -> bytes | None:
+    drawn = loss_curves_figure(results)
+    return _png(*drawn[:2]) if drawn else None
+
+
+def series_colours(plt, count: int) -> list:
+    """`count` distinct colours: the qualitative tab10 / tab20 palettes, evenly spaced samples of a
+    continuous map beyond 20 series (a palette used modulo its size would give two cells one colour)."""
+    if count <= 20:
+        palette = plt.get_cmap("tab10" if count <= 10 else "tab20")
+        return [palette(i) for i in range(count)]
+    return [plt.get_cmap("turbo")(i / (count - 1)) for i in range(count)]
+
+
+def loss_curves_figure(results: Results):
+    """(plt, figure, axes) of every cell's training (solid) and validation (dashed) loss, or None.
+
+    One legend entry and one colour per cell, the legend outside the axes (in as many columns as it
+    needs), so it never covers a curve however many cells there are.
+    """
     curves = []
     for cell in results.cells:
         if cell.pretrain and cell.pretrain_dir is not None:
@@ -127,20 +146,19 @@ def _plot_loss_curves(results: Results) -> bytes | None:
         return None
     plt, fig, ax = _figure()
     labels = unique(label for label, _name, _points in curves)
-    colours = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
+    colours = series_colours(plt, len(labels))
     for label, name, points in curves:
         xs, ys = zip(*points)
         validation = "val" in name or "eval" in name
-        ax.plot(xs, ys, color=colours(labels.index(label) % colours.N), linestyle="--" if validation else "-",
+        ax.plot(xs, ys, color=colours[labels.index(label)], linestyle="--" if validation else "-",
                 marker="." if len(xs) < 20 else None, label=label if not validation else None)
     ax.set_xlabel("step")
     ax.set_ylabel("loss (solid: training, dashed: validation)")
     ax.grid(alpha=0.3)
-    # one entry per cell, outside the axes, so the legend never covers a curve however many cells there are
-    fig.set_size_inches(6.4 + 2.2 * (1 + len(labels) // 18), 4.0)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
-              ncol=1 + len(labels) // 18)
-    return _png(plt, fig)
+    columns = 1 + len(labels) // 18
+    fig.set_size_inches(6.4 + 2.2 * columns, 4.0)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, ncol=columns)
+    return plt, fig, ax
 
 
 def _plot_params_vs_score(results: Results) -> bytes | None:
