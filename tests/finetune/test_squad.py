@@ -212,3 +212,43 @@ def test_squad_without_files_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "holds no SQuAD files" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "ft").exists()
+
+
+def test_squad_best_model_loads_with_auto_classes_and_gives_the_same_logits(tmp_path, monkeypatch):
+    """The fine-tuned best model (captured as it is saved) and `AutoModelForQuestionAnswering` on its
+    folder give the same start and end logits on every dev window (padding aside, which ours masks)."""
+    import copy
+
+    import torch
+
+    transformers = pytest.importorskip("transformers")
+    from maskbench.finetune import loop
+
+    captured = {}
+    real = loop.save_best_model
+
+    def spy(model, folder, checkpoint, tokenizer_json):
+        captured["model"] = copy.deepcopy(model).eval()
+        return real(model, folder, checkpoint, tokenizer_json)
+
+    monkeypatch.setattr(loop, "save_best_model", spy)
+    vocab = _task(tmp_path, v2=False)
+    assert main(["finetune", "--task", "squad", "--data", str(tmp_path / "squad"), "--checkpoint", "random:bert-tiny",
+                 "--tokenizer", str(vocab), "--seeds", "0", "--no-progress", "--out", str(tmp_path / "ft"),
+                 "--set", "max_length=24", "--set", "squad.doc_stride=6", "--set", "squad.max_query_length=4",
+                 "--set", "max_steps=3", "--set", "batch_size=8"]) == 0
+    seed = tmp_path / "ft" / "vanilla" / "seed-0"
+    assert json.loads((seed / "best.json").read_text())["model_format"] == "hf"
+    hf = transformers.AutoModelForQuestionAnswering.from_pretrained(seed / "model").eval()
+    assert type(hf).__name__ == "BertForQuestionAnswering"
+    tokenizer = transformers.AutoTokenizer.from_pretrained(seed / "model")
+    split = encode(tokenizer.backend_tokenizer, read_squad(tmp_path / "squad" / "dev-v1.1.json"), max_length=24,
+                   doc_stride=6, max_query_length=4, cls_id=2, sep_id=3, pad_id=0)
+    batch = split.batch(np.arange(len(split)), pad_id=0)
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+    with torch.no_grad():
+        ours, theirs = captured["model"](**inputs), hf(**inputs)
+    real_tokens = inputs["attention_mask"].bool()
+    for name in ("start_logits", "end_logits"):
+        assert ours[name].std() > 0
+        torch.testing.assert_close(getattr(theirs, name)[real_tokens], ours[name][real_tokens], atol=1e-5, rtol=0)
