@@ -5,6 +5,9 @@
 # slow part cannot starve the whole call. Everything is written to $OUT (default ./gpu-out).
 # Run from the repository root:  bash benchmarks/gpu_session.sh [quick|full]
 # `--tiny` shapes on a machine without a GPU:  TINY=1 bash benchmarks/gpu_session.sh
+# On the device tool: copy the worktree (git ls-files -co --exclude-standard) into a git-ignored folder of the
+# checkout the tool sends, with the tomli_w wheel in its .whl/, name that folder in `carry`, and run
+#   cd <folder> && SESSION_S=390 bash benchmarks/gpu_session.sh quick      (timeout_s 420)
 set -u
 OUT=${OUT:-$PWD/gpu-out}
 mkdir -p "$OUT"
@@ -52,4 +55,5 @@ part compiled-large 150 $bench --modes compiled --cases bert-large --json "$OUT/
 part profile 45 $PY benchmarks/profile_gpu.py $tiny --out "$OUT/profile.txt"
 part determinism 90 $PY benchmarks/gpu_determinism.py $tiny --steps 16 --every 6 \
   --json "$OUT/determinism.json"
+part profile-residual 45 $PY benchmarks/profile_gpu.py $tiny --autocast-residual --out "$OUT/profile-residual.txt"
 echo "== session: ${SECONDS}s" | tee -a "$OUT/session.log"

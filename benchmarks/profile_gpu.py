@@ -33,6 +33,8 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true")
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--no-static", action="store_true")
+    parser.add_argument("--qkv-layout", choices=["tokens", "heads"], default="tokens", help="model.qkv_layout")
+    parser.add_argument("--autocast-residual", action="store_true", help="model.autocast_residual = true")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     cuda = torch.cuda.is_available()
@@ -41,7 +43,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         shards = build_data(Path(tmp) / "data", 128, tokens=60_000 if args.tiny else 400_000)
         _, step = maskbench_pretrain(shards, case, {"name": "mlm", "mask_rate": 0.15}, False, not args.no_static,
-                                     "bf16" if cuda else "fp32", device, Path(tmp) / "run")
+                                     "bf16" if cuda else "fp32", device, Path(tmp) / "run",
+                                     {"qkv_layout": args.qkv_layout, "autocast_residual": args.autocast_residual})
         for i in range(3):
             step(i)
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
