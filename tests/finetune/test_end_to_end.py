@@ -249,3 +249,35 @@ def test_finetune_refuses_a_folder_holding_other_files(tmp_path, synth_task, che
                  "--seeds", "0", "--out", str(out), *QUICK])
     assert code == 2 and "maskbench did not write" in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == ["notes.md"]
+
+
+def test_a_running_finetune_locks_its_folder(tmp_path, synth_task, checkpoint, capsys):
+    """A second process adding seeds to a folder that a fine-tuning holds is refused in one line; the lock
+    goes with its holder."""
+    from maskbench.io import run_lock
+
+    out = tmp_path / "ft"
+    args = ["finetune", "--task", str(synth_task), "--checkpoint", str(checkpoint), "--method", "vanilla",
+            "--out", str(out), *QUICK]
+    assert main([*args, "--seeds", "0"]) == 0
+    capsys.readouterr()
+    with run_lock(out):
+        assert main([*args, "--seeds", "0,1"]) == 2
+        err = capsys.readouterr().err
+        assert "in use by another maskbench process" in err and err.count("\n") == 1
+        assert not (out / "vanilla" / "seed-1").exists()
+    assert main([*args, "--seeds", "0,1"]) == 0 and (out / "vanilla" / "seed-1" / "best.json").is_file()
+
+
+def test_the_documented_size_defaults_are_the_codes():
+    """docs/finetuning.md's table of default hyper-parameters per size says what SIZE_DEFAULTS holds."""
+    import re
+
+    from maskbench.finetune.config import SIZE_DEFAULTS
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "finetuning.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| ([≤>]) (\d+) \| [^|]+ \| ([\d.e-]+) \| (\d+) \| (\d+)% \|", doc, re.M)
+    assert len(rows) == len(SIZE_DEFAULTS)
+    for (sign, width, lr, epochs, warmup), (limit, defaults) in zip(rows, SIZE_DEFAULTS):
+        assert (float(width) == limit) if sign == "≤" else (limit == float("inf") and int(width) == 512)
+        assert (float(lr), float(epochs), float(warmup) / 100) == (defaults.lr, defaults.epochs, defaults.warmup)

@@ -167,3 +167,15 @@ def test_heads_out_is_guarded_and_read_only_is_one_line(tmp_path, encoder_dir, c
     monkeypatch.setattr(tempfile, "mkdtemp", read_only)
     assert main([*args, "--out", str(tmp_path / "h2")]) == 2
     assert _error_line(capsys).endswith("h2: Read-only file system")
+
+
+def test_a_bad_compare_model_stops_before_any_probing(tmp_path, encoder_dir, corpus, capsys, monkeypatch):
+    """`probe --compare` naming a run that does not exist is one line before the first model is probed."""
+    from maskbench.inspect import probes
+
+    probed = []
+    monkeypatch.setattr(probes, "probe", lambda *args, **kwargs: probed.append(args) or pytest.fail("probed"))
+    assert main(["probe", "--checkpoint", str(encoder_dir), "--compare", str(tmp_path / "runs" / "mlm15"),
+                 "--task", "token_identity", "--input", str(corpus), "--out", str(tmp_path / "probe")]) == 2
+    assert "model path not found" in _error_line(capsys) and not probed
+    assert not (tmp_path / "probe").exists()

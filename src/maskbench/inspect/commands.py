@@ -214,8 +214,8 @@ def _probe(args: argparse.Namespace) -> int:
         runs.append((args.compare, args.compare_tokenizer))
     results = []
     names = _names([r[0] for r in runs])
-    for (checkpoint, tok), name in zip(runs, names):
-        model, tokenizer = _load(checkpoint, tok)
+    loaded = [_load(checkpoint, tok) for checkpoint, tok in runs]  # a bad --compare stops before any probing
+    for (checkpoint, _tok), (model, tokenizer), name in zip(runs, loaded, names):
         result = probe(model, tokenizer, config, texts=texts, words=words, labels=labels, name=name)
         result.meta["checkpoint"] = str(checkpoint)
         results.append(result)
