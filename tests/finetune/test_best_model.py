@@ -107,6 +107,9 @@ def test_electra_discriminator_fine_tunes(tmp_path, task):
     assert best["model_format"] == "hf"  # an ALBERT-style (factorized) classifier: ELECTRA's head differs
     assert _hf_dev_accuracy(tmp_path / "ft" / "child_d" / "seed-0" / "model", task) == pytest.approx(
         best["dev"]["accuracy"])
+    assert main(["attention", "--checkpoint", str(tmp_path / "electra"), "--text", "the cat", "--pair", "a dog",
+                 "--out", str(tmp_path / "attention.html")]) == 0
+    assert (tmp_path / "attention.html").stat().st_size > 0
 
 
 def test_fine_tuning_writes_tensorboard_events_and_plain_progress(tmp_path, task, capsys):
