@@ -1,4 +1,4 @@
-"""RoBERTa, XLM-R and ELECTRA both ways: tiny random HF models, logits equal to ≤ 1e-5 (float32)."""
+"""RoBERTa, XLM-R, ELECTRA and DistilBERT both ways: tiny random HF models, logits equal to ≤ 1e-5 (float32)."""
 
 from __future__ import annotations
 
@@ -248,3 +248,60 @@ def test_post_ln_model_is_not_exported_as_prelayernorm(tmp_path):
     with pytest.raises(CheckpointError, match="post-LN encoder cannot be exported as roberta-prelayernorm"):
         export_hf(tmp_path / "post", tmp_path / "out", hf_type="roberta-prelayernorm")
     assert not (tmp_path / "out").exists()
+
+
+def _distilbert(cls_name, activation="gelu"):
+    torch.manual_seed(0)
+    config = transformers.DistilBertConfig(vocab_size=97, dim=32, n_layers=2, n_heads=4, hidden_dim=48,
+                                           max_position_embeddings=40, pad_token_id=PAD, activation=activation)
+    return getattr(transformers, cls_name)(config).eval()
+
+
+@pytest.mark.parametrize("activation", ["gelu", "relu"])
+def test_distilbert_masked_lm_both_ways(tmp_path, activation):
+    hf = _distilbert("DistilBertForMaskedLM", activation)
+    hf.save_pretrained(tmp_path / "hf")
+    ids, mask = _batch()
+    expected = hf(input_ids=ids, attention_mask=mask).logits
+    ours = load_model(tmp_path / "hf")
+    assert isinstance(ours, EncoderForPretraining) and ours.config.type_vocab_size == 0
+    assert ours.config.layer_norm_eps == 1e-12 and ours.config.activation == activation
+    _close(ours.mlm_logits(ours.encoder(ids, mask).last_hidden_state), expected, mask)
+    import_to_folder(tmp_path / "hf", tmp_path / "ours")
+    export_hf(tmp_path / "ours", tmp_path / "back")  # "auto" keeps the family it came from
+    again = transformers.AutoModelForMaskedLM.from_pretrained(tmp_path / "back").eval()
+    assert type(again).__name__ == "DistilBertForMaskedLM"
+    _close(again(input_ids=ids, attention_mask=mask).logits, expected, mask)
+
+
+def test_our_model_exports_as_distilbert_and_a_bare_distilbert_imports(tmp_path):
+    config = EncoderConfig(vocab_size=97, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=48,
+                           max_positions=24, type_vocab_size=0, layer_norm_eps=1e-12, pad_id=PAD)
+    model = EncoderForPretraining(config, generator=torch.Generator().manual_seed(1)).eval()
+    save_model(model, tmp_path / "ours")
+    export_hf(tmp_path / "ours", tmp_path / "hf", hf_type="distilbert")
+    hf = transformers.AutoModelForMaskedLM.from_pretrained(tmp_path / "hf").eval()
+    ids, mask = _batch()
+    _close(model.mlm_logits(model.encoder(ids, mask).last_hidden_state), hf(input_ids=ids, attention_mask=mask).logits,
+           mask)
+    bare = _distilbert("DistilBertModel")
+    bare.save_pretrained(tmp_path / "bare")
+    ours = load_model(tmp_path / "bare")
+    assert isinstance(ours, EncoderModel)
+    _close(ours(ids, mask).last_hidden_state, bare(input_ids=ids, attention_mask=mask).last_hidden_state, mask)
+
+
+def test_what_distilbert_cannot_express_is_refused(tmp_path):
+    config = EncoderConfig(vocab_size=97, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=48,
+                           max_positions=24)
+    save_model(EncoderForPretraining(config), tmp_path / "types")
+    with pytest.raises(CheckpointError, match="no token-type embeddings"):
+        export_hf(tmp_path / "types", tmp_path / "out", hf_type="distilbert")
+    no_types = EncoderConfig(**{**config.__dict__, "type_vocab_size": 0, "layer_norm_eps": 1e-12})
+    save_model(EncoderForSequenceClassification(no_types, 2), tmp_path / "cls")
+    with pytest.raises(CheckpointError, match="classification head"):
+        export_hf(tmp_path / "cls", tmp_path / "out", hf_type="distilbert")
+    assert not (tmp_path / "out").exists()
+    _distilbert("DistilBertForSequenceClassification").save_pretrained(tmp_path / "hf-cls")
+    with pytest.raises(CheckpointError, match="DistilBertForSequenceClassification is not supported"):
+        load_model(tmp_path / "hf-cls")

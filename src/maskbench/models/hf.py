@@ -1,5 +1,5 @@
 """Import from and export to Hugging Face `transformers` folders (BERT, ALBERT, T5; RoBERTa, XLM-R and
-ELECTRA through the tables of `hf_families`).
+ELECTRA and DistilBERT through the tables of `hf_families`).
 
 Both directions go through a real `transformers` model built from the folder's config, so HF's own
 conventions (tied weights, old `gamma`/`beta` names, sharded or `.bin` weights loaded with
