@@ -1,4 +1,4 @@
-"""Import from and export to Hugging Face `transformers` folders (BERT, ALBERT, T5; RoBERTa, XLM-R and
+"""Import from and export to Hugging Face `transformers` folders (BERT, ALBERT, T5; RoBERTa, XLM-R,
 ELECTRA and DistilBERT through the tables of `hf_families`).
 
 Both directions go through a real `transformers` model built from the folder's config, so HF's own

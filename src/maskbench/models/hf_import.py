@@ -1,4 +1,4 @@
-"""Hugging Face folders read into maskbench's names (BERT, ALBERT, T5; RoBERTa, XLM-R and ELECTRA through
+"""Hugging Face folders read into maskbench's names (BERT, ALBERT, T5; RoBERTa, XLM-R, ELECTRA and DistilBERT through
 the tables of `hf_families`), and the name tables that export shares.
 
 Kept apart from `hf` (the export side and the commands) so that `loading.load_model` can read an HF
