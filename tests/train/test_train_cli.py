@@ -239,12 +239,14 @@ def test_a_run_that_failed_at_start_blocks_neither_a_rerun_nor_resume(tiny_data,
         raise DataError("the shards vanished (simulated)")
 
     monkeypatch.setattr(loop, "PretrainBatches", broken)
-    code, _, err = run(capsys, "--config", config, "--out", tmp_path / "run")
-    assert code == 2 and (tmp_path / "run" / "config.toml").is_file()
+    for folder in ("run", "run2"):
+        code, _, err = run(capsys, "--config", config, "--out", tmp_path / folder)
+        assert code == 2 and (tmp_path / folder / "config.toml").is_file()
     monkeypatch.setattr(loop, "PretrainBatches", real)
     code, _, err = run(capsys, "--out", tmp_path / "run", "--resume", "--config", config)
     assert code == 0, err
-    assert run(capsys, "--config", config, "--out", tmp_path / "run2")[0] == 0
+    code, _, err = run(capsys, "--config", config, "--out", tmp_path / "run2")  # the same folder again, no --resume
+    assert code == 0, err
 
 
 def test_pretrain_refuses_a_folder_holding_other_files(tiny_data, tmp_path, capsys):
