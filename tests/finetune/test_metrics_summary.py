@@ -81,6 +81,25 @@ def test_summary_pairs_by_seed_and_reports_mean_and_std():
     assert "| child_d | 3 | 64.67 ± 1.53 |" in md and "+4.67" in md
 
 
+def _fisher(head_seed, seconds):
+    return {"seconds": seconds, "examples": 64, "batches": 2, "head_seed": head_seed, "kept": 3, "total": 10}
+
+
+@pytest.mark.parametrize("per_seed", [True, False])
+def test_the_summary_counts_every_fisher_pass(per_seed):
+    runs = {"vanilla": [_run("vanilla", s, 0.6) for s in range(3)],
+            "child_d": [{**_run("child_d", s, 0.6), "fisher": _fisher(s if per_seed else 0, 10.0 + s)}
+                        for s in range(3)]}
+    fisher = summarize(runs, ["accuracy"], ["dev"])["methods"]["child_d"]["fisher"]
+    md = to_markdown(summarize(runs, ["accuracy"], ["dev"]))
+    if per_seed:  # one pass per seed (each with the seed's head): the time of all three, not of the first
+        assert fisher["passes"] == 3 and fisher["seconds_total"] == pytest.approx(33.0)
+        assert "took 10.0 s (for seed 0; computed once per seed: 3 passes, 33.0 s in all;" in md
+    else:  # one estimate shared by the seeds
+        assert fisher["passes"] == 1 and fisher["seconds_total"] == pytest.approx(10.0)
+        assert "took 10.0 s (computed once; reported apart from training)" in md
+
+
 def test_config_validation_and_lr_rule():
     with pytest.raises(ConfigError, match=r"child.p_f: must be in \(0, 1\]"):
         from_dict(FinetuneConfig, {"child": {"p_f": 0.0}})

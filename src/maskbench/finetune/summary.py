@@ -65,7 +65,12 @@ def summarize(runs: dict[str, list[dict]], metric_names: list[str], dev_splits: 
             entry["step_seconds_median"] = float(np.median(steps))
         fisher = [r["fisher"] for r in results if "fisher" in r]
         if fisher:
-            entry["fisher"] = fisher[0]
+            # per-seed Fisher (the default) is one pass per seed, each with its own head_seed; shared, one pass
+            passes: dict = {}
+            for f in fisher:
+                passes.setdefault(f.get("head_seed"), f.get("seconds"))
+            entry["fisher"] = {**fisher[0], "passes": len(passes),
+                               "seconds_total": round(sum(float(v or 0.0) for v in passes.values()), 3)}
         methods[method] = entry
     versus: dict[str, Any] = {}
     if "vanilla" in runs:
@@ -164,7 +169,11 @@ def to_markdown(summary: dict) -> str:
             lines.append(f"| {method} | {len(entry[method]['values'])} | {_pm(entry[method])} | " + " | ".join(delta) + " |")
     fisher = [(m, e["fisher"]) for m, e in summary["methods"].items() if "fisher" in e]
     for method, info in fisher:
+        passes = info.get("passes", 1)
+        when = ("computed once" if passes == 1 else
+                f"for seed {info.get('head_seed')}; computed once per seed: {passes} passes, "
+                f"{info.get('seconds_total')} s in all")
         lines += ["", f"{method}: Fisher information over {info.get('examples')} training examples in "
-                      f"{info.get('batches')} batches took {info.get('seconds')} s (computed once, reported apart "
+                      f"{info.get('batches')} batches took {info.get('seconds')} s ({when}; reported apart "
                       f"from training); kept {info.get('kept')} of {info.get('total')} pre-trained parameters."]
     return "\n".join(lines) + "\n"
