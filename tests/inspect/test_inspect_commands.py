@@ -55,7 +55,9 @@ def test_heads_command(tmp_path, encoder_dir, corpus, capsys):
     assert info["samples"] == 20 and info["thresholds"]["broad"] == 0.95
     assert info["queries_per_pattern"]["other_sentence"] > 0
     assert (out / "heads.png").stat().st_size > 1000
-    assert "| pattern | heads |" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "| pattern | heads |" in printed.out
+    assert "\r" not in printed.err and "heads: 20/20 text (100%)" in printed.err  # stderr is no terminal: lines
     assert main(["heads", "--checkpoint", str(encoder_dir), "--input", str(corpus), "--out", str(out),
                  "--set", "nxt=0.3"]) == 2
 

@@ -158,6 +158,7 @@ def _read_inputs(paths: list[str], samples: int, seed: int, pairs: bool) -> tupl
 def _heads(args: argparse.Namespace) -> int:
     from ..config import check_range, load_config
     from ..io import atomic_dir, claim_out_dir, write_json, write_text
+    from ..runtime import progress_enabled
     from .heads import HeadThresholds, head_patterns, plot_heads
 
     thresholds = load_config(HeadThresholds, None, args.overrides)
@@ -167,7 +168,7 @@ def _heads(args: argparse.Namespace) -> int:
     model, tokenizer = _load(args.checkpoint, args.tokenizer)
     texts, pairs = _read_inputs([args.input], args.samples, args.seed, args.pairs)
     report = head_patterns(model, tokenizer, texts, pairs, thresholds=thresholds, batch_size=args.batch_size,
-                           max_length=args.max_length)
+                           max_length=args.max_length, progress=progress_enabled())
     out = Path(args.out)
     info = report.to_json()
     info["checkpoint"] = str(args.checkpoint)

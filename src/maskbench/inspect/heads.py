@@ -32,6 +32,7 @@ import numpy as np
 
 from ..config import check_range
 from ..errors import MaskbenchError
+from ..progress import progress_bar
 
 PATTERNS = ("next", "previous", "same_token", "other_sentence", "cls", "sep", "punctuation", "broad")
 LABELS = (*PATTERNS, "none")
@@ -237,7 +238,6 @@ def head_patterns(model, tokenizer, texts: Sequence[str], pairs: Sequence[str] |
                   progress: bool = True) -> HeadReport:
     """Run the encoder over `texts` (optionally paired) and score and classify every head."""
     import torch
-    from tqdm import tqdm
 
     from .attention import encode_texts, encoder_of, model_device
 
@@ -254,7 +254,7 @@ def head_patterns(model, tokenizer, texts: Sequence[str], pairs: Sequence[str] |
     roles = token_roles(tokenizer)
     limit = min(max_length, encoder.config.max_positions) if encoder is not None else max_length
     total = None
-    bar = tqdm(total=len(texts), desc="heads", unit="text", disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(len(texts), "heads", "text") if progress else None  # whole lines when stderr is a log
     for start in range(0, len(texts), batch_size):
         chunk = list(texts[start:start + batch_size])
         pchunk = list(pairs[start:start + batch_size]) if pairs is not None else None
@@ -266,9 +266,11 @@ def head_patterns(model, tokenizer, texts: Sequence[str], pairs: Sequence[str] |
             att = _batch_attentions(model, encoder, ids.to(device), mask.to(device), tt.to(device)).float().cpu()
         part = pattern_scores(att, ids, mask, tt, roles)
         total = part if total is None else total + part
-        bar.update(len(chunk))
-        bar.set_postfix(tokens=total.tokens)
-    bar.close()
+        if bar is not None:
+            bar.set_postfix(tokens=total.tokens)
+            bar.update(len(chunk))
+    if bar is not None:
+        bar.close()
     return HeadReport(total, classify_heads(total, thresholds), thresholds)
 
 
