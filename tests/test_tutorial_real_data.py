@@ -29,7 +29,8 @@ SHORTER = [
     ("--set data.shards=shards/",
      "--set data.shards=shards/ --set budget.steps=2 --set batch.size=4 --set data.seq_len=32 --set eval.batches=1"),
     ("--seeds 0,1,2", "--seeds 0 --set max_steps=1 --set max_length=32 --set eval_batch_size=512 "
-                      "--set child.fisher_examples=64 --set save_model=false"),
+                      "--set max_train_examples=64 --set save_model=false"),
+    ("--set max_train_examples=4000", "--set max_train_examples=64"),
     ("--samples 500", "--samples 8 --max-length 32"),
 ]
 
@@ -64,7 +65,7 @@ def test_the_walk_through_runs_in_order_on_the_real_data(tmp_path, shared_data):
     prelude = f'set -euo pipefail\nmaskbench() {{ "{sys.executable}" -m maskbench "$@"; }}\n'
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "MASKBENCH_PROGRESS": "0"}
     done = subprocess.run(["bash", "-c", prelude + script], cwd=checkout, env=env, capture_output=True, text=True,
-                          timeout=600)
+                          timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     assert sorted(p.name for p in checkout.iterdir()) == ["configs", "tutorial"]
     out = checkout / "tutorial"
