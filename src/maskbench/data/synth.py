@@ -74,7 +74,7 @@ SLOTS = [
     ("rel2", "complementizer"), ("rel2_det", "determiner"), ("rel2_noun", "noun"), ("rel2_verb", "verb"),
     ("rel_verb", "verb"),
     ("neg", "negation"), ("verb", "verb"), ("obj_det", "determiner"), ("obj_int", "adverb"), ("obj_adj", "adjective"),
-    ("obj_noun", "noun"), ("adv", "adverb"),
+    ("obj_noun", "noun"), ("adv_int", "adverb"), ("adv", "adverb"),
     ("prep", "preposition"), ("pp_det", "determiner"), ("pp_int", "adverb"), ("pp_adj", "adjective"),
     ("pp_noun", "noun"),
     ("conj", "conjunction"), ("verb2", "verb"), ("obj2_det", "determiner"), ("obj2_noun", "noun"),
@@ -82,6 +82,7 @@ SLOTS = [
 ]
 SLOT = {name: i for i, (name, _) in enumerate(SLOTS)}
 _ADJECTIVE_SLOTS = ("subj_adj", "rel_adj", "obj_adj", "pp_adj")  # each right after its intensifier slot
+_INTENSIFIED_SLOTS = _ADJECTIVE_SLOTS + ("adv",)  # the adverb's intensifier is used by some profiles only
 SLOT_CLASS = np.array([CLASS_NAMES.index(c) for _, c in SLOTS])
 
 
@@ -99,6 +100,8 @@ class Profile:
     n_verbs: int
     n_adjs: int
     intensifier_rate: float
+    mood_coherence: float = 0.8  # how often a sentence's sentiment is its document's mood
+    adverb_intensifiers: bool = False  # intensifiers before adverbs too (`too badly`, `truly kindly`)
 
 
 #: "standard": the original language (thousands of word forms, no intensifiers); "compact": a lexicon of
@@ -352,7 +355,7 @@ def sample_documents(rng: np.random.Generator, n_docs: int, language: int = 0, m
             gender[:, adj] = g
             present[:, adj] = adj_on
 
-    sentiment = np.where(rng.random(n) < 0.8, mood[doc], 1 - mood[doc])
+    sentiment = np.where(rng.random(n) < PROFILES[profile].mood_coherence, mood[doc], 1 - mood[doc])
     negated = rng.random(n) < 0.12
 
     def polar(p_polar):
@@ -441,7 +444,7 @@ def sample_documents(rng: np.random.Generator, n_docs: int, language: int = 0, m
 
     rate = PROFILES[profile].intensifier_rate if intensifiers else 0.0
     if rate > 0:  # drawn last, so a profile without intensifiers draws exactly what it always drew
-        for slot in _ADJECTIVE_SLOTS:
+        for slot in _INTENSIFIED_SLOTS if PROFILES[profile].adverb_intensifiers else _ADJECTIVE_SLOTS:
             adjective = S[slot]
             intensifier = adjective - 1
             present[:, intensifier] = present[:, adjective] & (rng.random(n) < rate)
@@ -487,7 +490,7 @@ def word_ids(sample: Sample, language: int = 0) -> np.ndarray:
     ids[:, S["conj"]] = lex.word_ids["and"]
     ids[:, S["end"]] = lex.word_ids["."]
     intensifier_ids = np.array([lex.word_ids[w] for group in _INTENSIFIERS for w in group])
-    for slot in _ADJECTIVE_SLOTS:
+    for slot in _INTENSIFIED_SLOTS:
         ids[:, S[slot] - 1] = intensifier_ids[lx[:, S[slot] - 1]]
     return ids
 

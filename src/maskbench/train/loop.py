@@ -31,6 +31,7 @@ from ..data.shards import Shards
 from ..data.tokenizer import load_tokenizer, special_ids, tokenizer_hash
 from ..errors import CheckpointError, ConfigError, DataError, MaskbenchError
 from ..io import MARKER, RunLock, append_jsonl, atomic_dir, claim_out_dir, mark_dir, marked_kind, read_jsonl, write_json
+from ..labels import IGNORE_INDEX
 from ..models import EncoderDecoderModel, EncoderForPretraining, named_config
 from ..models.checkpoint import MODEL_KIND, save_model
 from ..models.encoder import EncoderConfig
@@ -652,6 +653,20 @@ class Trainer:
         """How often the training tokens are seen: steps·batch·seq / N (T5's Table 9 measure)."""
         return steps * self.config.batch.size * self.setup.raw_seq_len / self.loader.num_tokens
 
+    def _objective_lengths(self, batches: int = 4) -> dict:
+        """Tokens per example the model reads and predicts, over the first training batches corrupted as
+        training corrupted them. T5's span corruption is faster than i.i.d. noise because its targets are
+        shorter (Raffel et al. §3.3.4); this is that length, measured (deterministic, so equal on resume)."""
+        rows = inputs = targets = 0
+        for index in range(batches):
+            raw = self.loader.get_global(index)
+            batch = self.setup.objective(raw, generator=self.state.generator(TRAIN_STREAM, index))
+            mask = batch.get("attention_mask")
+            rows += batch["input_ids"].shape[0]
+            inputs += int(mask.sum()) if mask is not None else batch["input_ids"].numel()
+            targets += int((batch["labels"] != IGNORE_INDEX).sum())
+        return {"inputs_per_example": inputs / rows, "targets_per_example": targets / rows}
+
     def _run(self) -> dict:
         cfg, world, state = self.config, self.world, self.state
         total = self.total_seconds if self.total_seconds is not None else self.total_steps
@@ -711,6 +726,8 @@ class Trainer:
             "wall_seconds": wall,
             "tokens_per_s": (steps_run * cfg.batch.size * self.setup.raw_seq_len / train_seconds)
             if train_seconds > 0 else 0.0,
+            "seconds_per_step": train_seconds / steps_run if steps_run else None,
+            **self._objective_lengths(),
             "stopped_by": stopped_by,
             "batch_multiplier": self.multiplier,
             "data_tokens": self.loader.num_tokens,
