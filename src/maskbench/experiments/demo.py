@@ -1,19 +1,22 @@
 """`maskbench demo`: the whole journey on the built-in synthetic language, in minutes, through the runner.
 
 The demo is the `demo` preset (presets/demo.toml) run like any experiment, so it exercises the same
-machinery a study does: one prepared corpus shared by all cells, two pretrainings (15% and 40% masking)
-and a not-pretrained baseline, fine-tuning vanilla and with Child-Tuning-D over three seeds, an
-attention view and a head map of the 40% model, and a report. A second run finds every stage done.
+machinery a study does: one prepared corpus shared by all cells; two pretrainings (15% and 40% masking)
+and a not-pretrained baseline, fine-tuned vanilla and with Child-Tuning-D over three seeds; MLM with NSP
+and with SOP, each sentence head scored on both kinds of pairs (ALBERT); a small T5 with i.i.d. noise and
+with span corruption, their target lengths and step times (T5); an attention view and a head map of the
+40% model; and a report. A second run finds every stage done.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
 from pathlib import Path
 
-from .report import collect, evaluate_claims, plain_words, terminal_table
+from .report import collect, evaluate_claims, plain_table, plain_words, pretrain_table, terminal_table
 from .runner import print_failures, run_experiment
 from .spec import load_spec
 
@@ -31,6 +34,8 @@ def run_demo(out: str | os.PathLike = "maskbench-demo", jobs: int = 1, progress:
     print()
     print(terminal_table(out) or "(no fine-tuning results)")
     print()
+    for line in _pretraining_only_lines(results):
+        print(line)
     for line in plain_words(evaluate_claims(results)):
         print(line)
     print()
@@ -48,3 +53,20 @@ def run_demo(out: str | os.PathLike = "maskbench-demo", jobs: int = 1, progress:
           f"{time.time() - started:.0f} s")
     print(f"report: {(out / 'report.html').resolve()}")
     return index
+
+
+#: what the demo shows of the cells it only pretrains (ALBERT's NSP/SOP cross-evaluation, T5's noise)
+_PRETRAIN_ONLY_COLUMNS = ("acc on NSP pairs", "acc on SOP pairs", "targets / example", "s / step", "tokens/s")
+
+
+def _pretraining_only_lines(results) -> list[str]:
+    """The cells with a pretraining and no fine-tuning (the ALBERT and T5 comparisons), in one short table."""
+    cells = [c for c in results.cells if c.pretrain and not c.scores]
+    table = pretrain_table(dataclasses.replace(results, cells=cells)) if cells else None
+    if table is None:
+        return []
+    keep = [0] + [j for j, h in enumerate(table.header) if h in _PRETRAIN_ONLY_COLUMNS]
+    table = dataclasses.replace(table, title="pretraining only (sentence objectives, T5 noise)",
+                                header=[table.header[j] for j in keep],
+                                rows=[[row[j] for j in keep] for row in table.rows], bold=set())
+    return plain_table(table) + [""]

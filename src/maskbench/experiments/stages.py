@@ -407,7 +407,8 @@ def _final_metrics(summary: dict) -> dict:
         value = (summary.get("eval") or {}).get(key)
         if isinstance(value, (int, float)):
             out.setdefault(name, value)
-    for key in ("steps", "tokens_per_s", "train_seconds", "repetitions", "data_tokens"):
+    for key in ("steps", "tokens_per_s", "train_seconds", "seconds_per_step", "targets_per_example", "repetitions",
+                "data_tokens"):
         if isinstance(summary.get(key), (int, float)):
             out[key] = summary[key]
     train_loss = (summary.get("final") or {}).get("loss")

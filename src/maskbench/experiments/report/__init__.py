@@ -11,7 +11,7 @@ from .collect import CellResult, Results, cell_scores, collect, loss_curve
 from .pages import FILES, plain_words, write_report
 from .plots import plots
 from .stats import fmt_mean_std, mean_std
-from .tables import Table, pretrain_table, probe_table, score_tables, terminal_table, timing_table
+from .tables import Table, plain_table, pretrain_table, probe_table, score_tables, terminal_table, timing_table
 
 __all__ = ["FILES", "CellResult", "Results", "Table", "Verdict", "cell_scores", "collect", "evaluate_claim", "evaluate_claims",
            "fmt_mean_std", "loss_curve", "mean_std", "plots", "plain_words", "pretrain_table", "probe_table", "score_tables",

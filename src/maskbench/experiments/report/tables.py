@@ -106,7 +106,8 @@ PRETRAIN_COLUMNS = (("parameters", "parameters", None), ("steps", "steps", None)
                     ("val_nsp_pairs_accuracy", "acc on NSP pairs", "high"),
                     ("val_sop_pairs_accuracy", "acc on SOP pairs", "high"), ("train_loss", "train loss", None),
                     ("loss_gap", "val − train loss", "low"), ("data_tokens", "data tokens", None),
-                    ("repetitions", "repetitions", None), ("tokens_per_s", "tokens/s", None))
+                    ("repetitions", "repetitions", None), ("targets_per_example", "targets / example", None),
+                    ("seconds_per_step", "s / step", None), ("tokens_per_s", "tokens/s", None))
 
 
 def pretrain_table(results: Results) -> Table | None:
@@ -198,6 +199,17 @@ def timing_table(results: Results) -> Table:
                  header=["stage", "first cell", "params", "key", "status", "wall s"], rows=rows)
 
 
+def plain_table(table: Table) -> list[str]:
+    """A table as aligned plain-text lines (best values starred), for the terminal."""
+    widths = [max(len(h), *(len(r[j]) for r in table.rows)) if table.rows else len(h)
+              for j, h in enumerate(table.header)]
+    lines = [table.title, "  ".join(h.ljust(w) for h, w in zip(table.header, widths))]
+    for i, row in enumerate(table.rows):
+        lines.append("  ".join((f"{v}*" if (i, j) in table.bold else v).ljust(w + 1)
+                               for j, (v, w) in enumerate(zip(row, widths))).rstrip())
+    return lines
+
+
 def terminal_table(out_dir: str | os.PathLike, task: str | None = None) -> str:
     """A short plain-text table of mean ± std per cell and method (what the demo prints at the end)."""
     results = collect(out_dir)
@@ -205,13 +217,7 @@ def terminal_table(out_dir: str | os.PathLike, task: str | None = None) -> str:
     for table in score_tables(results):
         if task is not None and not table.title.startswith(task):
             continue
-        widths = [max(len(h), *(len(r[j]) for r in table.rows)) if table.rows else len(h)
-                  for j, h in enumerate(table.header)]
-        lines.append(table.title)
-        lines.append("  ".join(h.ljust(w) for h, w in zip(table.header, widths)))
-        for i, row in enumerate(table.rows):
-            lines.append("  ".join((f"{v}*" if (i, j) in table.bold else v).ljust(w + 1)
-                                   for j, (v, w) in enumerate(zip(row, widths))).rstrip())
+        lines += plain_table(table)
         lines.append("(* best of its column" + (f"; {CHANCE_MARK} within seed noise of chance" if CHANCE_MARK in
                                                   " ".join(v for r in table.rows for v in r) else "") + ")")
         lines.append("")
