@@ -148,7 +148,7 @@ def test_output_folder_holding_something_else(tmp_path):
     assert json.loads((out / "meta.json").read_text())["seed"] == 2
 
 
-@pytest.mark.parametrize("profile", ["standard", "compact"])
+@pytest.mark.parametrize("profile", ["standard", "compact", "demo"])
 def test_heldout_tasks_test_on_words_their_training_split_never_shows(tmp_path, profile):
     folders = synth.write_tasks(tmp_path / "t", seed=1, train=300, dev=100, test=100, profile=profile,
                                 tasks=synth.HELDOUT_TASKS)
@@ -179,20 +179,37 @@ def test_standard_profile_is_the_original_language(tmp_path):
     assert not {"truly", "very", "too", "awfully", "rather", "quite"} & set(path.read_text(encoding="utf-8").split())
 
 
-def test_compact_intensifiers_mark_polarity_in_the_corpus_only(tmp_path):
-    path = synth.generate_corpus(tmp_path / "c", tokens=20_000, seed=0, profile="compact")
-    lex = synth.lexicon(0, "compact")
+@pytest.mark.parametrize("profile", ["compact", "demo"])
+def test_intensifiers_mark_polarity_in_the_corpus_only(tmp_path, profile):
+    """An intensifier always matches the polarity of the word after it (an adjective; in the demo profile an
+    adverb too, whose surface polarity `never` may have flipped); task sentences never carry one."""
+    path = synth.generate_corpus(tmp_path / "c", tokens=20_000, seed=0, profile=profile)
+    lex = synth.lexicon(0, profile)
     polarity = {str(lex.words[lex.adj_base + 4 * a + k]): int(lex.adj_polarity[a])
                 for a in range(lex.n_adjs) for k in range(4)}
+    adverbs = {str(lex.words[lex.adv_base + a]): int(lex.adj_polarity[a]) for a in range(lex.n_adjs)}
     words = path.read_text(encoding="utf-8").replace(".", " ").replace(",", " ").split()
-    pairs = [(w, polarity[n]) for w, n in zip(words, words[1:]) if w in sum(synth._INTENSIFIERS, [])]
+    pairs = [(w, n) for w, n in zip(words, words[1:]) if w in sum(synth._INTENSIFIERS, [])]
     assert len(pairs) > 100
-    for w, p in pairs:
-        assert w in synth._INTENSIFIERS[p]
-    assert json.loads((tmp_path / "c" / "meta.json").read_text())["profile"] == "compact"
-    tasks = synth.write_tasks(tmp_path / "t", train=100, dev=20, test=20, profile="compact")
+    for w, n in pairs:
+        assert w in synth._INTENSIFIERS[{**polarity, **adverbs}[n] if synth.PROFILES[profile].adverb_intensifiers
+                                        else polarity[n]]
+    before_adverbs = sum(n in adverbs for _w, n in pairs)
+    assert (before_adverbs > 50) == synth.PROFILES[profile].adverb_intensifiers
+    assert json.loads((tmp_path / "c" / "meta.json").read_text())["profile"] == profile
+    tasks = synth.write_tasks(tmp_path / "t", train=100, dev=20, test=20, profile=profile)
     for folder in tasks.values():
         text = (folder / "train.tsv").read_text(encoding="utf-8").split()
         assert not {"truly", "very", "too", "awfully", "rather", "quite"} & set(text)
+
+
+@pytest.mark.parametrize("profile", ["standard", "demo"])
+def test_sentences_keep_their_documents_mood_as_the_profile_says(profile):
+    sample = synth.sample_documents(np.random.default_rng(0), 4000, profile=profile)
+    kept = float(np.mean(sample.sentiment == sample.mood[sample.doc]))
+    assert kept == pytest.approx(synth.PROFILES[profile].mood_coherence, abs=0.01)
+
+
+def test_unknown_profile_is_one_line(tmp_path):
     with pytest.raises(DataError, match="profile"):
         synth.generate_corpus(tmp_path / "x", tokens=100, profile="tiny")

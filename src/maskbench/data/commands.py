@@ -12,6 +12,7 @@ import sys
 import time
 
 from ..config import load_config
+from .synth import PROFILES
 from .tokenizer import special_ids, tokenizer_hash, train_tokenizer
 
 
@@ -27,7 +28,7 @@ def register(subparsers) -> None:
     synth.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     synth.add_argument("--language", type=int, default=0,
                        help="lexicon seed; keep it equal between a corpus and its tasks (default 0)")
-    synth.add_argument("--profile", default="standard", choices=("standard", "compact"),
+    synth.add_argument("--profile", default="standard", choices=tuple(PROFILES),
                        help="variant of the language: standard, or compact (a small lexicon a tiny model learns; "
                             "the demo's); keep it equal between a corpus and its tasks (default standard)")
     synth.add_argument("--overwrite", action="store_true", help="replace an existing synthetic corpus in --out")
@@ -40,7 +41,7 @@ def register(subparsers) -> None:
     tasks.add_argument("--train", type=int, default=2000, help="training examples per task (default 2000)")
     tasks.add_argument("--dev", type=int, default=500)
     tasks.add_argument("--test", type=int, default=500)
-    tasks.add_argument("--profile", default="standard", choices=("standard", "compact"),
+    tasks.add_argument("--profile", default="standard", choices=tuple(PROFILES),
                        help="variant of the language, as for `corpus synth` (default standard)")
     tasks.add_argument("--overwrite", action="store_true")
     tasks.set_defaults(func=_corpus_tasks)

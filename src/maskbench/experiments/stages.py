@@ -30,7 +30,7 @@ from typing import Any, Literal
 from ..config import check_choice, check_range, from_dict, to_dict
 from ..data.shards import PrepareConfig, Shards, prepare
 from ..data.sources import iter_sentences, resolve_inputs
-from ..data.synth import generate_corpus, write_tasks
+from ..data.synth import PROFILES, generate_corpus, write_tasks
 from ..data.tokenizer import load_tokenizer, special_ids, train_tokenizer
 from ..errors import CheckpointError, ConfigError, MaskbenchError
 from ..finetune import finetune
@@ -67,7 +67,7 @@ class DataSection:
     source: Literal["synth", "files", "none"] = "synth"  # none: no corpus (pretrain.checkpoint gives the model)
     inputs: list[str] = field(default_factory=list)
     synth_tokens: int = 200_000
-    synth_profile: str = "standard"  # data.synth.PROFILES: "compact" is the language the tiny scale can learn
+    synth_profile: str = "standard"  # data.synth.PROFILES: "compact" and "demo" are languages a tiny model learns
     seed: int = 0
     tasks: list[str] = field(default_factory=lambda: ["synth-sentiment", "synth-agreement", "synth-order"])
     task_train: int = 2000
@@ -76,7 +76,7 @@ class DataSection:
 
     def __post_init__(self):
         check_range("synth_tokens", self.synth_tokens, 1000)
-        check_choice("synth_profile", self.synth_profile, ("standard", "compact"))
+        check_choice("synth_profile", self.synth_profile, tuple(PROFILES))
         check_range("task_train", self.task_train, 2)
         check_range("task_dev", self.task_dev, 2)
         check_range("samples", self.samples, 1)

@@ -37,6 +37,7 @@ from typing import Sequence
 import numpy as np
 
 from ..config import check_choice, check_range
+from ..data.synth import PROFILES, word_class_sentences
 from ..errors import ConfigError, DataError, MaskbenchError
 from ..runtime import progress_enabled
 
@@ -70,7 +71,7 @@ class ProbeConfig:
     def __post_init__(self):
         check_choice("task", self.task, TASKS)
         check_choice("holdout", self.holdout, HOLDOUTS)
-        check_choice("profile", self.profile, ("standard", "compact"))
+        check_choice("profile", self.profile, tuple(PROFILES))
         check_range("samples", self.samples, 2)
         check_range("max_length", self.max_length, 4)
         check_range("mask_rate", self.mask_rate, 0, 1, low_open=True, high_open=True)
@@ -294,8 +295,6 @@ def word_label_examples(model, tokenizer, words: Sequence[Sequence[str]], labels
 
 def _synthetic_word_classes(n: int, seed: int, profile: str = "standard") -> tuple[list[list[str]], list[list[str]]]:
     """Words and latent classes of `n` sentences of the built-in synthetic language."""
-    from ..data.synth import word_class_sentences
-
     rows = word_class_sentences(n, seed, profile=profile)
     return [list(w) for w, _ in rows], [list(c) for _, c in rows]
 
