@@ -8,13 +8,10 @@ tour fails here instead of silently running at full size.
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from doc_scripts import bash_block, run_script, shortened
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,10 +27,8 @@ SHORTER = [
 
 
 def tour_commands(readme: str) -> list[str]:
-    """The shell lines of the tour's code block, continuation lines joined."""
-    section = readme[readme.index("## A five-minute tour"):]
-    block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
-    return [line for line in block.replace("\\\n", " ").splitlines() if line.strip()]
+    """The shell lines of the tour's code block."""
+    return bash_block(readme, "## A five-minute tour")
 
 
 def test_tour_block_is_found_and_starts_in_its_own_folder():
@@ -45,15 +40,9 @@ def test_tour_block_is_found_and_starts_in_its_own_folder():
 
 @pytest.mark.slow
 def test_readme_tour_runs_in_order_and_writes_only_into_tour(tmp_path):
-    script = "\n".join(tour_commands((REPO / "README.md").read_text(encoding="utf-8"))[1:])  # no venv here
-    for original, shorter in SHORTER:
-        assert original in script, f"the tour no longer contains {original!r}; update SHORTER"
-        script = script.replace(original, shorter)
+    script = shortened(tour_commands((REPO / "README.md").read_text(encoding="utf-8")), SHORTER, "the tour")
     (tmp_path / "configs").symlink_to(REPO / "configs")
-    prelude = f'set -euo pipefail\nmaskbench() {{ "{sys.executable}" -m maskbench "$@"; }}\n'
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "MASKBENCH_PROGRESS": "0"}
-    done = subprocess.run(["bash", "-c", prelude + script], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=600)
+    done = run_script(script, tmp_path, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["configs", "tour"]
     tour = tmp_path / "tour"

@@ -10,13 +10,10 @@ instead of silently running at full size. Skipped where the real data is absent 
 from __future__ import annotations
 
 import json
-import os
-import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from doc_scripts import bash_block, run_script, shortened
 
 REPO = Path(__file__).resolve().parents[1]
 PAGE = REPO / "docs" / "tutorial-real-data.md"
@@ -36,10 +33,8 @@ SHORTER = [
 
 
 def page_commands(page: str) -> list[str]:
-    """The shell lines of the page's first bash block (under "## The commands"), continuation lines joined."""
-    section = page[page.index("## The commands"):]
-    block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
-    return [line for line in block.replace("\\\n", " ").splitlines() if line.strip()]
+    """The shell lines of the page's first bash block (under "## The commands")."""
+    return bash_block(page, "## The commands")
 
 
 def test_the_walk_through_starts_in_its_own_ignored_folder_and_reads_the_shared_data():
@@ -52,20 +47,13 @@ def test_the_walk_through_starts_in_its_own_ignored_folder_and_reads_the_shared_
 
 @pytest.mark.slow
 def test_the_walk_through_runs_in_order_on_the_real_data(tmp_path, shared_data):
-    page = PAGE.read_text(encoding="utf-8")
-    script = "\n".join(page_commands(page)[1:])  # no venv here
-    for original, shorter in SHORTER:
-        assert original in script, f"the page no longer contains {original!r}; update SHORTER"
-        script = script.replace(original, shorter)
+    script = shortened(page_commands(PAGE.read_text(encoding="utf-8")), SHORTER, "the page")  # no venv here
     checkout = tmp_path / "checkout"
     checkout.mkdir()
     (checkout / "configs").symlink_to(REPO / "configs")
     (tmp_path / "shared").mkdir()
     (tmp_path / "shared" / "data").symlink_to(shared_data)
-    prelude = f'set -euo pipefail\nmaskbench() {{ "{sys.executable}" -m maskbench "$@"; }}\n'
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "MASKBENCH_PROGRESS": "0"}
-    done = subprocess.run(["bash", "-c", prelude + script], cwd=checkout, env=env, capture_output=True, text=True,
-                          timeout=900)
+    done = run_script(script, checkout, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     assert sorted(p.name for p in checkout.iterdir()) == ["configs", "tutorial"]
     out = checkout / "tutorial"
