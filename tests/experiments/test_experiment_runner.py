@@ -131,6 +131,8 @@ def test_demo_runs_through_the_runner_and_reuses_everything(tmp_path, capsys):
     assert "not pretrained" in out and "MLM 40%" in out and "report: " in out and "±" in out
     assert len(first["cells"]) == 7 and first["stages_failed"] == 0  # 3 fine-tuned, 2 ALBERT, 2 T5 cells
     assert "pretraining only (sentence objectives, T5 noise)" in out and "MLM 15% + SOP" in out
+    headers = [line for line in out.splitlines() if line.startswith("pretraining ")]
+    assert headers and all("sentence task" not in h and "corruption" not in h for h in headers)  # other series
     second = run_demo(tmp_path, progress=False, stages=fake_stages.STAGES)
     assert second["stages_run"] == 0 and second["stages_reused"] == first["stages_run"]
     assert "reused from an earlier run" in capsys.readouterr().out
