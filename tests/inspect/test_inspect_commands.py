@@ -71,8 +71,9 @@ def test_probe_command_compares_two_models(tmp_path, encoder_dir, encoder_dir_b,
     assert [len(r["accuracy"]["masked"]) for r in info["runs"]] == [3, 3]
     assert info["runs"][0]["name"] != info["runs"][1]["name"]
     assert (out / "probe.png").stat().st_size > 1000
-    printed = capsys.readouterr().out
-    assert "| layer |" in printed and "held out: sentences" in printed
+    printed = capsys.readouterr()
+    assert "| layer |" in printed.out and "held out: sentences" in printed.out
+    assert "\r" not in printed.err and "(100%)" in printed.err  # stderr is no terminal: whole lines, as heads
     assert main(["probe", "--checkpoint", str(encoder_dir), "--task", "token_identity", "--out",
                  str(tmp_path / "other")]) == 2
     assert "needs --input" in capsys.readouterr().err

@@ -39,6 +39,7 @@ import numpy as np
 from ..config import check_choice, check_range
 from ..data.synth import PROFILES, word_class_sentences
 from ..errors import ConfigError, DataError, MaskbenchError
+from ..progress import progress_bar
 from ..runtime import progress_enabled
 
 TASKS = ("token_identity", "replacement", "word_class", "labels")
@@ -171,7 +172,6 @@ def _collect(model, batch: dict[str, np.ndarray], picks: dict[str, np.ndarray], 
              forward_batch_size: int, desc: str) -> _Examples:
     """Run the model in batches and gather hidden states at `picks[subset]` (bool [N, L])."""
     import torch
-    from tqdm import tqdm
 
     from .attention import model_device
 
@@ -180,7 +180,7 @@ def _collect(model, batch: dict[str, np.ndarray], picks: dict[str, np.ndarray], 
     labs = {k: [] for k in picks}
     sents = {k: [] for k in picks}
     n = batch["input_ids"].shape[0]
-    bar = tqdm(total=n, desc=desc, unit="sent", dynamic_ncols=True, disable=not progress_enabled())
+    bar = progress_bar(n, desc, "sent") if progress_enabled() else None  # whole lines when stderr is a log
     for start in range(0, n, forward_batch_size):
         sl = slice(start, start + forward_batch_size)
         lengths = batch["attention_mask"][sl].sum(1)
@@ -195,8 +195,10 @@ def _collect(model, batch: dict[str, np.ndarray], picks: dict[str, np.ndarray], 
             labs[k].append(labels[k][sl, :width][pick[sl, :width]])
             rows = np.nonzero(pick[sl, :width])[0] + start
             sents[k].append(rows)
-        bar.update(ids.shape[0])
-    bar.close()
+        if bar is not None:
+            bar.update(ids.shape[0])
+    if bar is not None:
+        bar.close()
     return _Examples({k: np.concatenate(v, axis=1) for k, v in feats.items()},
                      {k: np.concatenate(v) for k, v in labs.items()},
                      {k: np.concatenate(v) for k, v in sents.items()})
@@ -337,7 +339,6 @@ def train_probes(x_train, y_train, x_val, y_val, num_classes: int, config: Probe
     """
     import torch
     import torch.nn.functional as F
-    from tqdm import tqdm
 
     g = generator or torch.Generator().manual_seed(config.seed)
     xt = torch.as_tensor(x_train, dtype=torch.float32)
@@ -359,8 +360,7 @@ def train_probes(x_train, y_train, x_val, y_val, num_classes: int, config: Probe
     opt = torch.optim.Adam([weight, bias], lr=config.lr, weight_decay=config.weight_decay)
     steps = max(1, -(-n // config.batch_size))
     epochs = max(config.epochs, -(-config.min_steps // steps))
-    bar = tqdm(total=epochs * steps, desc=desc, unit="step", dynamic_ncols=True, leave=False,
-               disable=not progress_enabled())
+    bar = progress_bar(epochs * steps, desc, "step") if progress_enabled() else None
     for _ in range(epochs):
         order = torch.randperm(n, generator=g)
         for s in range(steps):
@@ -370,8 +370,10 @@ def train_probes(x_train, y_train, x_val, y_val, num_classes: int, config: Probe
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            bar.update(1)
-    bar.close()
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
 
     def accuracy(x, y):
         with torch.no_grad():
